@@ -1,0 +1,1 @@
+"""The segment query language: parse SQL into IR, then plan, execute and reduce."""
