@@ -1,0 +1,98 @@
+"""BitmapIndex represents one Roaring bitmap of rows per dictionary code.
+
+Also the conversions between the executor's three row-set forms (Roaring bitmap, sorted
+uint32 row array, dense bool mask), done the cheap way: pyroaring builds fastest from an
+`array('I')`, and a numpy uint32 array passed directly takes a slow generic path.
+"""
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+from pyroaring import BitMap
+
+
+def uint32_array(rows: np.ndarray) -> array:
+    buf = array("I")
+    buf.frombytes(np.ascontiguousarray(rows, dtype=np.uint32).tobytes())
+    return buf
+
+
+def bitmap_of(rows: np.ndarray) -> BitMap:
+    return BitMap(uint32_array(rows))
+
+
+def rows_of(bm: BitMap) -> np.ndarray:
+    return np.frombuffer(bm.to_array(), dtype=np.uint32)
+
+
+def mask_of(bm: BitMap, n: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[rows_of(bm)] = True
+    return mask
+
+
+def group_rows(codes: np.ndarray, rows: np.ndarray):
+    """Yield (code, sorted rows) for each distinct code in `codes` (aligned with rows)."""
+    if not len(codes):
+        return
+    if len(rows) > 1 and np.all(rows[1:] > rows[:-1]):
+        # rows already sorted: a stable sort by code keeps them sorted within a code;
+        # int16 keys take numpy's radix sort (7x faster than lexsort at 1M)
+        small = codes.max() < 32768 and codes.min() >= 0
+        order = np.argsort(codes.astype(np.int16) if small else codes, kind="stable")
+    else:
+        order = np.lexsort((rows, codes))
+    codes, rows = codes[order], rows[order]
+    cuts = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [len(codes)]))
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        yield int(codes[s]), rows[s:e]
+
+
+class BitmapIndex:
+    """bitmaps[code] holds the rows whose value (or one of whose tags) is that code."""
+
+    def __init__(self) -> None:
+        self.bitmaps: list[BitMap] = []
+
+    def __len__(self) -> int:
+        return len(self.bitmaps)
+
+    def ensure(self, n_codes: int) -> None:
+        while len(self.bitmaps) < n_codes:
+            self.bitmaps.append(BitMap())
+
+    def add(self, codes: np.ndarray, rows: np.ndarray) -> None:
+        """Add rows[i] to the bitmap of codes[i] (codes >= 0)."""
+        for code, group in group_rows(codes, rows):
+            self.bitmaps[code].update(uint32_array(group))
+
+    def remove(self, codes: np.ndarray, rows: np.ndarray) -> None:
+        for code, group in group_rows(codes, rows):
+            self.bitmaps[code].difference_update(bitmap_of(group))
+
+    def remove_everywhere(self, rows: np.ndarray) -> None:
+        """Drop rows from every bitmap (for tag sets, where a row's tags are unknown)."""
+        gone = bitmap_of(np.sort(rows))
+        for bm in self.bitmaps:
+            if bm.intersection_cardinality(gone):
+                bm.difference_update(gone)
+
+    def union(self, codes: np.ndarray) -> BitMap:
+        bms = [self.bitmaps[c] for c in np.asarray(codes).tolist() if c < len(self.bitmaps)]
+        if not bms:
+            return BitMap()
+        return BitMap.union(*bms) if len(bms) > 1 else bms[0].copy()
+
+    def intersection(self, codes: np.ndarray) -> BitMap:
+        bms = [self.bitmaps[c] if c >= 0 and c < len(self.bitmaps) else BitMap()
+               for c in np.asarray(codes).tolist()]
+        if not bms:
+            return BitMap()
+        return BitMap.intersection(*bms) if len(bms) > 1 else bms[0].copy()
+
+    def cardinality(self, codes: np.ndarray) -> int:
+        return sum(len(self.bitmaps[c]) for c in np.asarray(codes).tolist() if c < len(self.bitmaps))
+

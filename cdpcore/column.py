@@ -1,0 +1,165 @@
+"""Column represents one field's values for every row of a shard.
+
+Three storage shapes, one per kind of field:
+- `NumericColumn` (int, float, bool, timestamp): a numpy value array + presence mask;
+  predicates scan it, vectorised and memory-bandwidth bound.
+- `StringColumn`: int32 dictionary codes (-1 = null) + a bitmap per value.
+- `TagSetColumn`: presence mask + a bitmap per tag (a row's tags live only in bitmaps).
+All arrays grow by capacity doubling (`ensure`); batch writes take unique rows.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .arrays import grown, used_codes
+from .bitmap_index import BitmapIndex, bitmap_of
+from .dictionary import StringDictionary
+from .schema import Field, FieldType
+from .timestamps import to_datetime
+
+STORAGE_DTYPE = {
+    FieldType.INT: np.int64,
+    FieldType.FLOAT: np.float64,
+    FieldType.BOOL: np.bool_,
+    FieldType.TIMESTAMP: np.int64,
+}
+
+
+class NumericColumn:
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.values = np.zeros(0, dtype=STORAGE_DTYPE[field.type])
+        self.present = np.zeros(0, dtype=bool)
+
+    def ensure(self, capacity: int) -> None:
+        self.values = grown(self.values, capacity)
+        self.present = grown(self.present, capacity)
+
+    def write(self, rows: np.ndarray, values: np.ndarray, null: np.ndarray) -> None:
+        keep = ~null
+        self.values[rows[keep]] = values[keep]
+        self.present[rows] = keep
+
+    def clear(self, rows: np.ndarray) -> None:
+        self.present[rows] = False
+
+    def value(self, row: int) -> Any:
+        if not self.present[row]:
+            return None
+        v = self.values[row].item()
+        return to_datetime(v) if self.field.type is FieldType.TIMESTAMP else v
+
+    def nbytes(self, n: int) -> int:
+        return n * (self.values.itemsize + 1)
+
+
+class StringColumn:
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.codes = np.zeros(0, dtype=np.int32)
+        self.dictionary = StringDictionary()
+        self.index = BitmapIndex()
+
+    def ensure(self, capacity: int) -> None:
+        self.codes = grown(self.codes, capacity, fill=-1)
+
+    def present_mask(self, n: int) -> np.ndarray:
+        return self.codes[:n] >= 0
+
+    def translate(self, codes: np.ndarray, categories: list[str]) -> np.ndarray:
+        """Batch codes over `categories` → this shard's codes (only used ones get added)."""
+        used = used_codes(codes, len(categories))
+        table = np.full(len(categories) + 1, -1, dtype=np.int32)
+        table[used] = self.dictionary.encode([categories[c] for c in used.tolist()])
+        self.index.ensure(len(self.dictionary))
+        return table[codes]  # code -1 indexes the trailing -1
+
+    def write(self, rows: np.ndarray, codes: np.ndarray) -> None:
+        """Set rows to shard codes (-1 clears), moving them between value bitmaps."""
+        old = self.codes[rows]
+        changed = old != codes
+        rows, old, codes = rows[changed], old[changed], codes[changed]
+        had = old >= 0
+        self.index.remove(old[had], rows[had])
+        has = codes >= 0
+        self.index.add(codes[has], rows[has])
+        self.codes[rows] = codes
+
+    def clear(self, rows: np.ndarray) -> None:
+        self.write(rows, np.full(len(rows), -1, dtype=np.int32))
+
+    def value(self, row: int) -> Any:
+        c = int(self.codes[row])
+        return self.dictionary.values[c] if c >= 0 else None
+
+    def nbytes(self, n: int) -> int:
+        return n * 4 + sum(bm.get_statistics()["n_bytes_array_containers"] +
+                           bm.get_statistics()["n_bytes_bitset_containers"] +
+                           bm.get_statistics()["n_bytes_run_containers"] for bm in self.index.bitmaps)
+
+
+class TagSetColumn:
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.present = np.zeros(0, dtype=bool)
+        self.dictionary = StringDictionary()
+        self.index = BitmapIndex()
+
+    def ensure(self, capacity: int) -> None:
+        self.present = grown(self.present, capacity)
+
+    def present_mask(self, n: int) -> np.ndarray:
+        return self.present[:n]
+
+    def write(self, rows: np.ndarray, null: np.ndarray, pair_rows: np.ndarray,
+              pair_codes: np.ndarray, categories: list[str]) -> None:
+        """Replace the sets of `rows`: (pair_rows[i], categories[pair_codes[i]]) are the
+        new memberships; `null` (aligned with rows) marks rows set to null."""
+        had = rows[self.present[rows]]
+        if had.size:
+            self.index.remove_everywhere(had)
+        if pair_codes.size:
+            used = used_codes(pair_codes, len(categories))
+            table = np.zeros(len(categories), dtype=np.int32)
+            table[used] = self.dictionary.encode([categories[c] for c in used.tolist()])
+            self.index.ensure(len(self.dictionary))
+            self.index.add(table[pair_codes], pair_rows)
+        self.present[rows] = ~null
+
+    def clear(self, rows: np.ndarray) -> None:
+        had = rows[self.present[rows]]
+        if had.size:
+            self.index.remove_everywhere(had)
+        self.present[rows] = False
+
+    def value(self, row: int) -> Any:
+        if not self.present[row]:
+            return None
+        return sorted(self.dictionary.values[c] for c, bm in enumerate(self.index.bitmaps) if row in bm)
+
+    def tags_of(self, rows: np.ndarray) -> list[list[str] | None]:
+        """Sorted tag lists for many rows (output of listings), one bitmap pass per tag."""
+        out: list[list[str] | None] = [[] if p else None for p in self.present[rows].tolist()]
+        sel = bitmap_of(np.sort(rows))
+        pos = {r: i for i, r in enumerate(rows.tolist())}
+        for code, bm in enumerate(self.index.bitmaps):
+            tag = self.dictionary.values[code]
+            for r in (bm & sel).to_array():
+                out[pos[r]].append(tag)
+        for tags in out:
+            if tags:
+                tags.sort()
+        return out
+
+    def nbytes(self, n: int) -> int:
+        return n
+
+
+def make_column(field: Field) -> NumericColumn | StringColumn | TagSetColumn:
+    if field.type is FieldType.STRING:
+        return StringColumn(field)
+    if field.type is FieldType.STRING_SET:
+        return TagSetColumn(field)
+    return NumericColumn(field)

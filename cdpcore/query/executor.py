@@ -1,0 +1,307 @@
+"""Predicate evaluation on one shard: IR (normalised, no Not) → RowSet.
+
+Each leaf picks its natural form: string and tag tests OR/AND dictionary bitmaps,
+numeric tests scan the column into a mask. `And` evaluates its children most-selective
+first and, once the candidate set is small, evaluates the rest only on the candidates'
+gathered values (`filter_rows`) instead of scanning whole columns.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from ..arrays import distinct
+from ..column import NumericColumn, StringColumn, TagSetColumn
+from ..errors import QueryError
+from ..ids import EncodedIds
+from ..schema import ID_FIELD
+from .ir import And, Compare, Const, Has, InSet, IsNull, Like, NEGATED_OP, Or, Predicate
+from .rowset import RowSet, intersect, union
+
+if TYPE_CHECKING:
+    from ..shard import Shard
+
+_OPS: dict[str, Callable] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+_INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+class Evaluator:
+    """Evaluates predicates against one shard's current rows (caller holds the lock)."""
+
+    def __init__(self, shard: "Shard") -> None:
+        self.shard = shard
+        self.n = shard.n_rows
+        self._codes_cache: dict[Predicate, np.ndarray] = {}
+
+    # ---- full evaluation ------------------------------------------------------------
+    def evaluate(self, p: Predicate | None) -> RowSet:
+        if p is None:
+            return self.all_rows()
+        return _EVAL[type(p)](self, p)
+
+    def all_rows(self) -> RowSet:
+        return RowSet(self.n, mask=self.shard.index.alive[:self.n])
+
+    def _const(self, p: Const) -> RowSet:
+        return self.all_rows() if p.value else RowSet.empty(self.n)
+
+    def _and(self, p: And) -> RowSet:
+        kids = sorted(p.children, key=self.estimate)
+        acc = self.evaluate(kids[0])
+        for i, kid in enumerate(kids[1:], start=1):
+            if acc.count() == 0:
+                return acc
+            if acc.is_small():
+                rows = acc.rows()
+                keep = self.filter_rows(And(tuple(kids[i:])), rows)
+                return RowSet(self.n, rows=rows[keep])
+            acc = intersect(acc, self.evaluate(kid))
+        return acc
+
+    def _or(self, p: Or) -> RowSet:
+        acc = self.evaluate(p.children[0])
+        for kid in p.children[1:]:
+            acc = union(acc, self.evaluate(kid))
+        return acc
+
+    def _compare(self, p: Compare) -> RowSet:
+        if p.field == ID_FIELD:
+            return self._ids(p.op == "!=", (p.value,))
+        col = self.shard.column_for(p.field)
+        if isinstance(col, StringColumn):
+            return self._codes_rowset(col, self._string_codes(col, p), negated=False)
+        if col is None:
+            return RowSet.empty(self.n)
+        return RowSet(self.n, mask=_compare_values(col, p.op, p.value, col.values[:self.n],
+                                                   col.present[:self.n]))
+
+    def _inset(self, p: InSet) -> RowSet:
+        if p.field == ID_FIELD:
+            return self._ids(p.negated, p.values)
+        col = self.shard.column_for(p.field)
+        if isinstance(col, StringColumn):
+            return self._codes_rowset(col, self._string_codes(col, p), p.negated)
+        if col is None:
+            return RowSet.empty(self.n)
+        vals, present = col.values[:self.n], col.present[:self.n]
+        return RowSet(self.n, mask=_inset_values(col, p, vals, present))
+
+    def _like(self, p: Like) -> RowSet:
+        col = self.shard.column_for(p.field)
+        if not isinstance(col, StringColumn):
+            return RowSet.empty(self.n)
+        return self._codes_rowset(col, self._string_codes(col, p), p.negated)
+
+    def _isnull(self, p: IsNull) -> RowSet:
+        col = self.shard.column_for(p.field)
+        if col is None:
+            return RowSet.empty(self.n) if p.negated else self.all_rows()
+        present = _present(col, self.n)
+        live = self.shard.index.alive[:self.n]
+        return RowSet(self.n, mask=present if p.negated else live & ~present)
+
+    def _has(self, p: Has) -> RowSet:
+        col = self.shard.column_for(p.field)
+        if not isinstance(col, TagSetColumn):
+            return RowSet.empty(self.n)
+        bm = self._tags_bitmap(col, p)
+        if not p.negated:
+            return RowSet(self.n, bm=bm)
+        mask = col.present[:self.n].copy()
+        mask[_rows_of(bm)] = False
+        return RowSet(self.n, mask=mask)
+
+    # ---- helpers for string / tag / id leaves ---------------------------------------
+    def _string_codes(self, col: StringColumn, p: Predicate) -> np.ndarray:
+        """Codes matching the positive form of a string leaf, cached per evaluation."""
+        codes = self._codes_cache.get(p)
+        if codes is None:
+            codes = _positive_codes(col, p)
+            self._codes_cache[p] = codes
+        return codes
+
+    def _codes_rowset(self, col: StringColumn, codes: np.ndarray, negated: bool) -> RowSet:
+        bm = col.index.union(codes)
+        if not negated:
+            return RowSet(self.n, bm=bm)
+        mask = col.present_mask(self.n).copy()
+        mask[_rows_of(bm)] = False
+        return RowSet(self.n, mask=mask)
+
+    @staticmethod
+    def _tags_bitmap(col: TagSetColumn, p: Has):
+        codes = [col.dictionary.code(t) for t in p.tags]
+        if p.mode == "all":
+            return col.index.intersection(np.array(codes, dtype=np.int64))
+        return col.index.union(np.array([c for c in codes if c >= 0], dtype=np.int64))
+
+    def _id_rows(self, values: tuple) -> np.ndarray:
+        ids = [v for v in values if isinstance(v, str) and v]
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        rows = self.shard.index.lookup(EncodedIds.encode(ids))
+        return distinct(rows[rows >= 0])
+
+    def _ids(self, negated: bool, values: tuple) -> RowSet:
+        rows = self._id_rows(values)
+        if not negated:
+            return RowSet(self.n, rows=rows)
+        mask = self.shard.index.alive[:self.n].copy()
+        mask[rows] = False
+        return RowSet(self.n, mask=mask)
+
+    # ---- selectivity estimates -------------------------------------------------------
+    def estimate(self, p: Predicate) -> float:
+        """Rough fraction of rows matching, used only to order And children."""
+        n = max(self.n, 1)
+        if isinstance(p, (Compare, InSet, Like)):
+            if p.field == ID_FIELD:
+                return 0.0 if not getattr(p, "negated", False) and getattr(p, "op", "=") == "=" else 1.0
+            col = self.shard.column_for(p.field)
+            if isinstance(col, StringColumn):
+                frac = col.index.cardinality(self._string_codes(col, p)) / n
+                return 1.0 - frac if getattr(p, "negated", False) else frac
+            return 0.1 if getattr(p, "op", "") == "=" else 0.5
+        if isinstance(p, Has):
+            col = self.shard.column_for(p.field)
+            if isinstance(col, TagSetColumn) and not p.negated:
+                cards = [len(col.index.bitmaps[c]) for c in map(col.dictionary.code, p.tags) if c >= 0]
+                return (min(cards, default=0) if p.mode == "all" else sum(cards)) / n
+            return 0.7
+        if isinstance(p, And):
+            return min(map(self.estimate, p.children))
+        if isinstance(p, Or):
+            return min(1.0, sum(map(self.estimate, p.children)))
+        if isinstance(p, Const):
+            return 1.0 if p.value else 0.0
+        return 0.5
+
+    # ---- evaluation restricted to candidate rows -------------------------------------
+    def filter_rows(self, p: Predicate, rows: np.ndarray) -> np.ndarray:
+        """Bool array: which of the sorted `rows` satisfy `p`."""
+        if isinstance(p, And):
+            keep = np.ones(len(rows), dtype=bool)
+            for kid in sorted(p.children, key=self.estimate):
+                idx = np.flatnonzero(keep)
+                if not idx.size:
+                    break
+                keep[idx] = self.filter_rows(kid, rows[idx])
+            return keep
+        if isinstance(p, Or):
+            keep = np.zeros(len(rows), dtype=bool)
+            for kid in p.children:
+                idx = np.flatnonzero(~keep)
+                if not idx.size:
+                    break
+                keep[idx] = self.filter_rows(kid, rows[idx])
+            return keep
+        return self._filter_leaf(p, rows)
+
+    def _filter_leaf(self, p: Predicate, rows: np.ndarray) -> np.ndarray:
+        if isinstance(p, Const):
+            return np.full(len(rows), p.value, dtype=bool)
+        col = None if p.field == ID_FIELD else self.shard.column_for(p.field)
+        if isinstance(col, NumericColumn) and isinstance(p, (Compare, InSet)):
+            vals, present = col.values[rows], col.present[rows]
+            if isinstance(p, Compare):
+                return _compare_values(col, p.op, p.value, vals, present)
+            return _inset_values(col, p, vals, present)
+        if isinstance(col, StringColumn) and isinstance(p, (Compare, InSet, Like)):
+            codes = col.codes[rows]
+            hit = np.isin(codes, self._string_codes(col, p))
+            return (codes >= 0) & ~hit if getattr(p, "negated", False) else hit
+        if isinstance(p, IsNull) and col is not None:
+            present = _present(col, self.n)[rows]
+            return present if p.negated else ~present
+        # Bitmap-backed leaves (tags, ids, missing columns): evaluate fully, test membership.
+        return self.evaluate(p).contains(rows)
+
+
+def _rows_of(bm) -> np.ndarray:
+    return np.frombuffer(bm.to_array(), dtype=np.uint32)
+
+
+def _present(col, n: int) -> np.ndarray:
+    if isinstance(col, NumericColumn):
+        return col.present[:n]
+    return col.present_mask(n)
+
+
+def _positive_codes(col: StringColumn, p: Predicate) -> np.ndarray:
+    d = col.dictionary
+    if isinstance(p, Like):
+        return d.codes_like(p.pattern, p.case_insensitive)
+    if isinstance(p, InSet):
+        return d.codes_in(p.values)
+    if p.op in ("=", "!="):
+        c = d.code(p.value)
+        codes = np.array([c] if c >= 0 else [], dtype=np.int32)
+        if p.op == "!=":
+            return np.setdiff1d(np.arange(len(d), dtype=np.int32), codes)
+        return codes
+    return d.codes_compare(p.op, p.value)
+
+
+def _compare_values(col: NumericColumn, op: str, value, vals: np.ndarray,
+                    present: np.ndarray) -> np.ndarray:
+    op, value = _int_literal(op, value) if vals.dtype == np.int64 else (op, value)
+    if value is None:  # literal outside the column's domain
+        return present.copy() if op == "!=" else np.zeros(len(vals), dtype=bool)
+    return present & _OPS[op](vals, value)
+
+
+def _int_literal(op: str, value):
+    """Rewrite an int-column comparison with a float or out-of-range literal into an
+    exact integer one (floats lose precision past 2**53). value None: nothing matches
+    (or, for !=, every present value does)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return op, value
+    if isinstance(value, float) and math.isinf(value):
+        value = _INT_MAX + 1 if value > 0 else _INT_MIN - 1
+    elif isinstance(value, float):
+        if value != value:
+            return op, None
+        if op in ("=", "!="):
+            if not value.is_integer():
+                return op, None
+            value = int(value)
+        elif op in (">", ">="):
+            value = math.floor(value) + 1 if op == ">" or not value.is_integer() else int(value)
+            op = ">="
+        else:
+            value = math.ceil(value) - 1 if op == "<" or not value.is_integer() else int(value)
+            op = "<="
+    if value > _INT_MAX:
+        return ("<=", _INT_MAX) if op in ("<", "<=") else (("!=", None) if op == "!=" else (op, None))
+    if value < _INT_MIN:
+        return (">=", _INT_MIN) if op in (">", ">=") else (("!=", None) if op == "!=" else (op, None))
+    return op, value
+
+
+def _inset_values(col: NumericColumn, p: InSet, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
+    wanted = []
+    for v in p.values:
+        op, v2 = _int_literal("=", v) if vals.dtype == np.int64 else ("=", v)
+        if v2 is not None:
+            wanted.append(v2)
+    hit = np.isin(vals, np.array(wanted, dtype=vals.dtype)) if wanted else np.zeros(len(vals), dtype=bool)
+    return present & (~hit if p.negated else hit)
+
+
+_EVAL = {
+    Const: Evaluator._const, And: Evaluator._and, Or: Evaluator._or,
+    Compare: Evaluator._compare, InSet: Evaluator._inset, Like: Evaluator._like,
+    IsNull: Evaluator._isnull, Has: Evaluator._has,
+}
+
+
+def check_normalised(p: Predicate | None) -> None:
+    """The executor relies on rules.normalize having removed every Not."""
+    if p is not None and type(p) not in _EVAL:
+        raise QueryError(f"internal: predicate {type(p).__name__} reached the executor un-normalised")

@@ -1,0 +1,145 @@
+"""Shard represents the profiles of the slots one shard owns, all in memory.
+
+The shard is the only lock holder (STYLE practice 13): public methods take the lock;
+`_unlocked_*` helpers assume it is held. Batches arrive already validated and coerced
+by the store, so everything here is vectorised bookkeeping: resolve ids to rows,
+append new rows, scatter each field's values.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from .arrays import distinct, last_occurrence
+from .coerce import FieldBatch
+from .column import NumericColumn, StringColumn, TagSetColumn, make_column
+from .ids import EncodedIds, RowIdIndex
+from .schema import ID_FIELD, Field, FieldType, Schema
+from .timestamps import to_datetime
+
+Column = NumericColumn | StringColumn | TagSetColumn
+T = TypeVar("T")
+
+
+class Shard:
+    """One partition of a store. Safe for concurrent use."""
+
+    def __init__(self, schema: Schema, shard_id: int = 0) -> None:
+        self.shard_id = shard_id
+        self.schema = schema
+        self.index = RowIdIndex()
+        self.columns: dict[str, Column] = {}
+        self._capacity = 0
+        self._lock = threading.RLock()
+
+    # ---- reads ---------------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        """Rows allocated, deleted ones included (row ids are never reused)."""
+        return self.index.n_rows
+
+    def __len__(self) -> int:
+        return self.index.n_alive
+
+    def column_for(self, name: str) -> Column | None:
+        """The column of a declared field; None when this shard never stored it."""
+        return self.columns.get(name)
+
+    def read(self, fn: Callable[["Shard"], T]) -> T:
+        """Run a read-only function (a query) against a consistent state."""
+        with self._lock:
+            return fn(self)
+
+    def get(self, ids: EncodedIds) -> list[dict[str, Any] | None]:
+        with self._lock:
+            rows = self.index.lookup(ids)
+            names = ids.decode()
+            return [None if r < 0 else self._unlocked_profile(int(r), pid) for r, pid in zip(rows, names)]
+
+    def _unlocked_profile(self, row: int, profile_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = {ID_FIELD: profile_id}
+        for name, col in self.columns.items():
+            v = col.value(row)
+            if v is not None:
+                out[name] = v
+        return out
+
+    # ---- writes --------------------------------------------------------------------
+    def upsert(self, ids: EncodedIds, rec_uid: np.ndarray, batches: list[FieldBatch]) -> None:
+        """Apply valid records. ids are the batch's distinct ids for this shard;
+        rec_uid[i] is record i's position in ids; batches are aligned with records."""
+        with self._lock:
+            rows_u = self.index.lookup(ids)
+            new = np.flatnonzero(rows_u < 0)
+            if new.size:
+                rows_u[new] = self.index.insert(ids if new.size == len(ids) else ids.take(new))
+                self._unlocked_ensure_capacity()
+            rows = rows_u[rec_uid]
+            has_dups = len(rec_uid) > len(ids)
+            for batch in batches:
+                self._unlocked_write(batch, rows, has_dups)
+
+    def delete(self, ids: EncodedIds) -> np.ndarray:
+        """Delete the given ids; returns a bool per id: was it found."""
+        with self._lock:
+            rows = self.index.lookup(ids)
+            found = rows >= 0
+            gone = distinct(rows[found])
+            for col in self.columns.values():
+                col.clear(gone)
+            self.index.delete(gone)
+            return found
+
+    def _unlocked_ensure_capacity(self) -> None:
+        if self.n_rows > self._capacity:
+            self._capacity = max(self.n_rows, self._capacity * 2, 1024)
+            for col in self.columns.values():
+                col.ensure(self._capacity)
+
+    def _unlocked_column(self, field: Field) -> Column:
+        col = self.columns.get(field.name)
+        if col is None:
+            col = self.columns[field.name] = make_column(field)
+            col.ensure(self._capacity)
+        return col
+
+    def _unlocked_write(self, batch: FieldBatch, rows: np.ndarray, has_dups: bool) -> None:
+        if not batch.named.all():
+            sel = np.flatnonzero(batch.named)
+            batch, rows = batch.take(sel), rows[sel]
+        if has_dups:  # later records win: keep each row's last occurrence
+            keep = last_occurrence(rows)
+            if len(keep) < len(rows):
+                batch, rows = batch.take(keep), rows[keep]
+        if not len(rows):
+            return
+        col = self._unlocked_column(batch.field)
+        if isinstance(col, StringColumn):
+            col.write(rows, col.translate(batch.codes, batch.categories))
+        elif isinstance(col, TagSetColumn):
+            tags = batch.tags
+            lengths = np.diff(tags.offsets)
+            pair_rows = np.repeat(rows, lengths)
+            keep = ~np.repeat(batch.null, lengths)
+            col.write(rows, batch.null, pair_rows[keep], tags.codes[keep], list(tags.categories))
+        else:
+            col.write(rows, batch.values, batch.null)
+
+    # ---- output helpers (caller holds the lock via `read`) ---------------------------
+    def values_of(self, name: str, rows: np.ndarray) -> list[Any]:
+        """Python values of one field (or profile_id) for output rows."""
+        if name == ID_FIELD:
+            return self.index.ids_of(rows)
+        col = self.columns.get(name)
+        if col is None:
+            return [None] * len(rows)
+        if isinstance(col, TagSetColumn):
+            return col.tags_of(rows)
+        if isinstance(col, StringColumn):
+            return col.dictionary.decode(col.codes[rows])
+        present = col.present[rows].tolist()
+        if col.field.type is FieldType.TIMESTAMP:
+            return [to_datetime(v) if p else None for v, p in zip(col.values[rows].tolist(), present)]
+        return [v if p else None for v, p in zip(col.values[rows].tolist(), present)]
