@@ -22,14 +22,8 @@ from .errors import BatchError, RecordError, SchemaError
 from .ids import MAX_ID_BYTES, EncodedIds, check_id
 from .query import aggregate, reduce as rd
 from .query.ir import Select
-try:
-    from .query.parse import parse_select, parse_where
-except ImportError:  # TEMP
-    parse_select = parse_where = None
-try:
-    from .query.rules import normalize
-except ImportError:  # TEMP
-    normalize = None
+from .query.parse import parse_select, parse_where
+from .query.rules import normalize
 from .schema import ID_FIELD, Field, FieldType, Schema
 from .shard import Shard
 from .slots import SlotMap

@@ -1,0 +1,1 @@
+"""The gRPC layer and the `cdp` command line, thin over the cdpcore engine."""
