@@ -153,7 +153,7 @@ NATIVE: dict[FieldType, tuple[type, ...]] = {
     FieldType.FLOAT: (float, int),
     FieldType.BOOL: (bool,),
     FieldType.STRING: (str,),
-    FieldType.TIMESTAMP: (),
+    FieldType.TIMESTAMP: (str, int, float),
     FieldType.STRING_SET: (list, tuple, set, frozenset),
 }
 
@@ -356,9 +356,30 @@ _FAST_OBJECTS = {
     FieldType.FLOAT: _fast_float,
     FieldType.BOOL: lambda objs: objs.astype(bool),
     FieldType.STRING: lambda objs: _fast_strings(objs.tolist()),
-    FieldType.TIMESTAMP: lambda objs: None,
+    FieldType.TIMESTAMP: lambda objs: _fast_timestamps(objs),
     FieldType.STRING_SET: lambda objs: _fast_tags(objs.tolist()),
 }
+
+
+def _fast_timestamps(objs: np.ndarray):
+    """All ISO strings numpy can parse, or all epoch numbers in range; else None."""
+    vals = objs.tolist()
+    kinds = set(map(type, vals))
+    micros = None
+    if kinds == {str}:
+        micros = ts.iso_array_to_micros(np.array(vals))
+    elif kinds <= {int, float}:
+        try:
+            secs = np.array(vals, dtype=np.float64)
+        except OverflowError:
+            return None
+        if not np.all(np.abs(secs) <= ts.MAX_US / 1e6):
+            return None
+        micros = np.array(vals, dtype=np.int64) * 1_000_000 if kinds == {int} else \
+            np.round(secs * 1e6).astype(np.int64)
+    if micros is None or not np.all((micros >= ts.MIN_US) & (micros <= ts.MAX_US)):
+        return None  # the per-value path names each bad value
+    return micros
 
 
 def _fast_strings(vals: list[str]):

@@ -3,7 +3,9 @@
 Three storage shapes, one per kind of field:
 - `NumericColumn` (int, float, bool, timestamp): a numpy value array + presence mask;
   predicates scan it, vectorised and memory-bandwidth bound.
-- `StringColumn`: int32 dictionary codes (-1 = null) + a bitmap per value.
+- `StringColumn`: dictionary codes (-1 = null) + a bitmap per value; the code array is
+  int8 until the dictionary outgrows it, then int16, then int32 (most CDP strings —
+  gender, plan, country — have a handful of values, so this saves 3 bytes a row each).
 - `TagSetColumn`: presence mask + a bitmap per tag (a row's tags live only in bitmaps).
 All arrays grow by capacity doubling (`ensure`); batch writes take unique rows.
 """
@@ -32,6 +34,7 @@ class NumericColumn:
         self.field = field
         self.values = np.zeros(0, dtype=STORAGE_DTYPE[field.type])
         self.present = np.zeros(0, dtype=bool)
+        self.max_abs = 0  # largest |value| ever written: tells when an int64 sum is exact
 
     def ensure(self, capacity: int) -> None:
         self.values = grown(self.values, capacity)
@@ -39,8 +42,11 @@ class NumericColumn:
 
     def write(self, rows: np.ndarray, values: np.ndarray, null: np.ndarray) -> None:
         keep = ~null
-        self.values[rows[keep]] = values[keep]
+        written = values[keep]
+        self.values[rows[keep]] = written
         self.present[rows] = keep
+        if written.size and written.dtype.kind == "i":
+            self.max_abs = max(self.max_abs, -int(written.min()), int(written.max()))
 
     def clear(self, rows: np.ndarray) -> None:
         self.present[rows] = False
@@ -58,7 +64,7 @@ class NumericColumn:
 class StringColumn:
     def __init__(self, field: Field) -> None:
         self.field = field
-        self.codes = np.zeros(0, dtype=np.int32)
+        self.codes = np.zeros(0, dtype=np.int8)
         self.dictionary = StringDictionary()
         self.index = BitmapIndex()
 
@@ -74,7 +80,14 @@ class StringColumn:
         table = np.full(len(categories) + 1, -1, dtype=np.int32)
         table[used] = self.dictionary.encode([categories[c] for c in used.tolist()])
         self.index.ensure(len(self.dictionary))
+        self._fit_code_width()
         return table[codes]  # code -1 indexes the trailing -1
+
+    def _fit_code_width(self) -> None:
+        need = len(self.dictionary) - 1
+        if need > np.iinfo(self.codes.dtype).max:
+            width = next(w for w in (np.int8, np.int16, np.int32) if need <= np.iinfo(w).max)
+            self.codes = self.codes.astype(width)
 
     def write(self, rows: np.ndarray, codes: np.ndarray) -> None:
         """Set rows to shard codes (-1 clears), moving them between value bitmaps."""

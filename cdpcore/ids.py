@@ -14,6 +14,7 @@ import numpy as np
 import xxhash
 
 from .arrays import grown, segment_positions
+from .errors import Overloaded
 
 MAX_ID_BYTES = 1024
 _EMPTY = np.uint32(0)
@@ -94,7 +95,7 @@ class RowIdIndex:
         self.n_rows = 0
         self._buf = np.zeros(1 << 12, dtype=np.uint8)
         self._buf_len = 0
-        self._off = np.zeros(1 << 8, dtype=np.int64)
+        self._off = np.zeros(1 << 8, dtype=np.uint32)  # 4 GiB of ids per shard at most
         self.hashes = np.zeros(1 << 8, dtype=np.uint64)
         self.alive = np.zeros(1 << 8, dtype=bool)
         self.n_alive = 0
@@ -130,7 +131,7 @@ class RowIdIndex:
 
     def id_bytes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(buffer, offsets) of the ids of `rows`, for vectorised sorting by id."""
-        starts = self._off[rows]
+        starts = self._off[rows].astype(np.int64)
         lengths = self._off[rows + 1] - starts
         off = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=off[1:])
@@ -142,6 +143,8 @@ class RowIdIndex:
         k = len(q)
         start = self.n_rows
         rows = np.arange(start, start + k, dtype=np.int64)
+        if self._buf_len + len(q.buf) >= 1 << 32:
+            raise Overloaded("a shard holds at most 4 GiB of profile ids; add shards")
         self._ensure_rows(start + k)
         self._buf = grown(self._buf, self._buf_len + len(q.buf))
         self._buf[self._buf_len:self._buf_len + len(q.buf)] = q.buf
@@ -166,7 +169,7 @@ class RowIdIndex:
         self._table[slots] = _TOMB
         self.alive[rows] = False
         self.n_alive -= len(rows)
-        starts = self._off[rows]
+        starts = self._off[rows].astype(np.int64)
         self._buf[segment_positions(starts, self._off[rows + 1] - starts)] = 0
 
     # ---- internals -----------------------------------------------------------------
@@ -182,7 +185,7 @@ class RowIdIndex:
         return (hashes >> shift).astype(np.int64)
 
     def _same_bytes(self, rows: np.ndarray, q: EncodedIds, qi: np.ndarray) -> np.ndarray:
-        r_start = self._off[rows]
+        r_start = self._off[rows].astype(np.int64)
         r_len = self._off[rows + 1] - r_start
         q_start = q.off[qi]
         same = r_len == (q.off[qi + 1] - q_start)

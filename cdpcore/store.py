@@ -78,7 +78,8 @@ class Store:
         n = len(records)
         errors: list[RecordError] = []
         bad = np.zeros(n, dtype=bool)
-        not_dict = [i for i, r in enumerate(records) if not isinstance(r, Mapping)]
+        not_dict = [] if set(map(type, records)) <= {dict} else \
+            [i for i, r in enumerate(records) if not isinstance(r, Mapping)]
         for i in not_dict:
             errors.append(RecordError(i, None, f"record must be a mapping, got {type(records[i]).__name__}"))
             bad[i] = True

@@ -81,6 +81,8 @@ def iso_array_to_micros(values: np.ndarray) -> np.ndarray | None:
     first = values.view(np.uint32).reshape(-1, width)[:, 0]
     if not np.all((first >= ord("0")) & (first <= ord("9"))):
         return None
+    if np.any(np.strings.str_len(values) < 10):  # numpy also takes '2026'; fromisoformat not
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")

@@ -54,22 +54,24 @@ def _agg_all(shard: "Shard", agg: Agg, rs: RowSet) -> Any:
         return _string_extreme(col, agg.func, rs.rows())
     if rs.has_mask and not rs.is_small():
         m = rs.mask() & col.present[:n]
-        return _reduce_values(agg.func, col.values[:n], m)
+        return _reduce_values(agg.func, col.values[:n], m, col.max_abs)
     rows = rs.rows()
     rows = rows[col.present[rows]]
-    return _reduce_values(agg.func, col.values[rows], None)
+    return _reduce_values(agg.func, col.values[rows], None, col.max_abs)
 
 
-def _reduce_values(func: str, vals: np.ndarray, where: np.ndarray | None) -> Any:
+def _reduce_values(func: str, vals: np.ndarray, where: np.ndarray | None, max_abs: int) -> Any:
     """count/sum/avg/min/max of vals (restricted to `where` when given)."""
     k = int(np.count_nonzero(where)) if where is not None else len(vals)
     if func == "count":
         return k
     if func in ("sum", "avg"):
-        if vals.dtype == np.int64:
+        if vals.dtype == np.int64 and max_abs * max(len(vals), 1) >= 2 ** 63:
             total = _exact_int_sum(vals, where)
         else:
-            total = float(np.sum(vals, where=where)) if where is not None else float(np.sum(vals))
+            # multiply by the mask: branch-free, 3x faster than sum(where=) on random masks
+            total = (vals * where).sum() if where is not None else vals.sum()
+            total = int(total) if vals.dtype == np.int64 else float(total)
         return [total, k]
     if k == 0:
         return None
@@ -102,6 +104,11 @@ def _string_extreme(col: StringColumn, func: str, rows: np.ndarray) -> str | Non
 
 # ---- GROUP BY -------------------------------------------------------------------------
 def _groups(shard: "Shard", select: Select, rs: RowSet) -> dict[tuple, list]:
+    aggs = distinct_aggs(select)
+    if len(select.group_by) == 1 and all(a.func == "count" and a.field is None for a in aggs):
+        col = shard.column_for(select.group_by[0].name)
+        if isinstance(col, StringColumn):
+            return {(key,): [c] * len(aggs) for key, c in _count_by_value(col, rs).items() if c}
     rows = rs.rows()
     pos, keys, decoders = _expand_keys(shard, select.group_by, rows)
     if not len(pos):
@@ -109,8 +116,26 @@ def _groups(shard: "Shard", select: Select, rs: RowSet) -> dict[tuple, list]:
     inv, uniq_keys = _composite(keys, decoders)
     g = len(uniq_keys)
     counts = np.bincount(inv, minlength=g)
-    states = [_agg_groups(shard, a, rows[pos], inv, g, counts) for a in distinct_aggs(select)]
+    states = [_agg_groups(shard, a, rows[pos], inv, g, counts) for a in aggs]
     return {key: [s[i] for s in states] for i, key in enumerate(uniq_keys)}
+
+
+def _count_by_value(col: StringColumn, rs: RowSet) -> dict[Any, int]:
+    """count(*) per value of one string field straight from its bitmaps: no per-row
+    keys, no bincount (the common 'top countries in a segment' question)."""
+    if rs.has_mask and not rs.has_bitmap:
+        mask = rs.mask()
+        counts = [int(np.count_nonzero(mask[_bitmap_rows(bm)])) for bm in col.index.bitmaps]
+    else:
+        sel = rs.bitmap()
+        counts = [bm.intersection_cardinality(sel) for bm in col.index.bitmaps]
+    out: dict[Any, int] = dict(zip(col.dictionary.values, counts))
+    out[None] = rs.count() - sum(counts)
+    return out
+
+
+def _bitmap_rows(bm) -> np.ndarray:
+    return np.frombuffer(bm.to_array(), dtype=np.uint32)
 
 
 def _expand_keys(shard: "Shard", group_by, rows: np.ndarray):
@@ -235,14 +260,15 @@ def _grouped_int_sum(vals: np.ndarray, gi: np.ndarray, g: int) -> list[int]:
 
 
 def _grouped_extreme(func: str, vals: np.ndarray, gi: np.ndarray, g: int, k: np.ndarray) -> list:
-    if vals.dtype == np.bool_:
+    is_bool = vals.dtype == np.bool_
+    if is_bool:
         vals = vals.astype(np.int8)
     fill = np.iinfo(vals.dtype).max if vals.dtype.kind == "i" else np.inf
     if func == "max":
         fill = np.iinfo(vals.dtype).min if vals.dtype.kind == "i" else -np.inf
     out = np.full(g, fill, dtype=vals.dtype)
     (np.minimum if func == "min" else np.maximum).at(out, gi, vals)
-    res = out.tolist()
+    res = out.astype(bool).tolist() if is_bool else out.tolist()
     return [None if c == 0 else v for v, c in zip(res, k.tolist())]
 
 
@@ -312,7 +338,7 @@ def _sort_key(shard: "Shard", ref: FieldRef, rows: np.ndarray, desc: bool, nulls
             raise QueryError(f"cannot ORDER BY string_set field {ref.name!r}")
         if isinstance(col, StringColumn):
             codes = col.codes[rows]
-            value = np.where(codes >= 0, _string_ranks(col)[np.maximum(codes, 0)], 0)
+            value = np.append(_string_ranks(col), 0)[codes]  # code -1 (null) takes the 0
             null = (codes < 0).astype(np.int8)
         else:
             value = col.values[rows]
