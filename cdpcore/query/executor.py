@@ -29,6 +29,9 @@ _OPS: dict[str, Callable] = {
     "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
 _INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
+# And switches from full scans to filtering gathered candidates below this density:
+# a gather costs a few times a sequential scan per element, so it wins well before 1/32.
+FILTER_FRACTION = 1 / 8
 
 
 class Evaluator:
@@ -57,7 +60,7 @@ class Evaluator:
         for i, kid in enumerate(kids[1:], start=1):
             if acc.count() == 0:
                 return acc
-            if acc.is_small():
+            if acc.count() <= self.n * FILTER_FRACTION:
                 rows = acc.rows()
                 keep = self.filter_rows(And(tuple(kids[i:])), rows)
                 return RowSet(self.n, rows=rows[keep])
