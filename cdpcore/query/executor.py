@@ -31,7 +31,7 @@ _OPS: dict[str, Callable] = {
 _INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
 # And switches from full scans to filtering gathered candidates below this density:
 # a gather costs a few times a sequential scan per element, so it wins well before 1/32.
-FILTER_FRACTION = 1 / 8
+FILTER_FRACTION = 1 / 4
 
 
 class Evaluator:

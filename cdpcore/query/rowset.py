@@ -86,10 +86,14 @@ def intersect(a: RowSet, b: RowSet) -> RowSet:
     if a.has_bitmap and b.has_bitmap:
         return RowSet(a.n, bm=a.bitmap() & b.bitmap())
     small, big = (a, b) if a.count() <= b.count() else (b, a)
-    if small.is_small() or not big.has_mask:
-        rows = small.rows()
-        return RowSet(a.n, rows=rows[big.contains(rows)])
-    return RowSet(a.n, mask=small.mask() & big.mask())
+    if small.has_mask and big.has_mask:
+        return RowSet(a.n, mask=small.mask() & big.mask())
+    if small.has_mask and not small.is_small():
+        return RowSet(a.n, mask=small.mask() & big.mask())
+    # Filter the smaller side's rows by the other's membership: a gather of k items
+    # beats materialising an n-row mask unless k is close to n.
+    rows = small.rows()
+    return RowSet(a.n, rows=rows[big.contains(rows)])
 
 
 def union(a: RowSet, b: RowSet) -> RowSet:

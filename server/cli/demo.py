@@ -50,9 +50,10 @@ def demo(profiles: int, shards: int, repeat: int, sql: str | None) -> None:
     store.define_fields(SCHEMA)
     _load(store, profiles)
     examples = [("your query", sql)] if sql else EXAMPLES
-    for title, text in examples:
-        _run(store, title, text, repeat)
+    ok = all([_run(store, title, text, repeat) for title, text in examples])
     store.close()
+    if not ok:
+        raise SystemExit(1)
 
 
 def _load(store: Store, profiles: int) -> None:
@@ -65,7 +66,7 @@ def _load(store: Store, profiles: int) -> None:
     click.echo(f"loaded {len(store):,} profiles in {took:.1f} s ({len(store) / took:,.0f}/s)\n")
 
 
-def _run(store: Store, title: str, sql: str, repeat: int) -> None:
+def _run(store: Store, title: str, sql: str, repeat: int) -> bool:
     click.secho(f"-- {title}", fg="cyan")
     click.echo(sql)
     try:
@@ -78,9 +79,10 @@ def _run(store: Store, title: str, sql: str, repeat: int) -> None:
         click.secho(f"error: {e}", fg="red")
         if hasattr(e, "highlight"):
             click.echo(e.highlight())
-        return
+        return False
     click.echo(format_table(result.columns, result.rows))
     click.echo(f"({len(result.rows)} rows, median {statistics.median(times):.2f} ms)\n")
+    return True
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
