@@ -191,14 +191,25 @@ def _from_categorical(field: Field, col: Categorical) -> tuple[FieldBatch, Error
     if field.type is not FieldType.STRING:
         return _reject(field, n, f"expected {field.type.value}, got categorical strings")
     cats = list(col.categories)
-    bad = [i for i, c in enumerate(cats) if not isinstance(c, str)]
+    reasons = _category_problems(cats)
     codes = col.codes.astype(np.int32)
     errors: Errors = []
-    if bad:
-        hit = np.isin(codes, bad)
-        errors = [(int(i), "expected string category") for i in np.flatnonzero(hit)]
+    if reasons:
+        hit = np.isin(codes, list(reasons))
+        errors = [(int(i), reasons[int(codes[i])]) for i in np.flatnonzero(hit)]
         codes = np.where(hit, -1, codes)
     return _whole(field, n, null=codes < 0, codes=codes, categories=cats, errors=errors)
+
+
+def _category_problems(cats: list[Any]) -> dict[int, str]:
+    """Category index → why it is not an acceptable string (categories are few)."""
+    out = {}
+    for i, c in enumerate(cats):
+        try:
+            scalar_string(c)
+        except ValueError as e:
+            out[i] = str(e)
+    return out
 
 
 def _from_tagsets(field: Field, col: TagSets) -> tuple[FieldBatch, Errors]:
@@ -206,9 +217,17 @@ def _from_tagsets(field: Field, col: TagSets) -> tuple[FieldBatch, Errors]:
     if field.type is not FieldType.STRING_SET:
         return _reject(field, n, f"expected {field.type.value}, got tag sets")
     null = col.null if col.null is not None else np.zeros(n, dtype=bool)
-    if not all(isinstance(c, str) for c in col.categories):
-        return _reject(field, n, "expected string tags")
-    return _whole(field, n, null=null, tags=col)
+    reasons = _category_problems(list(col.categories))
+    if not reasons:
+        return _whole(field, n, null=null, tags=col)
+    owner = np.repeat(np.arange(n), np.diff(col.offsets))
+    hit = np.isin(col.codes, list(reasons))
+    bad_records = np.unique(owner[hit])
+    errors = [(int(i), "tag: " + reasons[int(col.codes[np.flatnonzero(hit & (owner == i))[0]])])
+              for i in bad_records]
+    null = null.copy()
+    null[bad_records] = True
+    return _whole(field, n, null=null, tags=col, errors=errors)
 
 
 # ---- numpy arrays ----------------------------------------------------------------------
@@ -267,8 +286,7 @@ def _array_bool(field, arr, null):
 def _array_timestamp(field, arr, null):
     kind = arr.dtype.kind
     if kind == "M":
-        nat = np.isnat(arr)
-        return _checked_micros(field, arr.astype("datetime64[us]").view(np.int64), null | nat)
+        return _datetime64(field, arr, null | np.isnat(arr))
     if kind in "iu":
         big = np.abs(arr.astype(np.float64)) > ts.MAX_US / 1e6
         micros = np.where(big, 0, arr).astype(np.int64) * 1_000_000
@@ -282,6 +300,20 @@ def _array_timestamp(field, arr, null):
         batch, more = _checked_micros(field, micros, null)
         return batch, errors + more
     return _reject(field, len(arr), f"expected timestamp, got {arr.dtype}")
+
+
+def _datetime64(field, arr, null):
+    """datetime64 of any unit → µs, range-checked in the array's own unit first
+    (converting 2**62 seconds to µs would overflow without a word)."""
+    unit = np.datetime_data(arr.dtype)[0]
+    if unit in ("ns", "ps", "fs", "as"):  # every value of these units is in range
+        return _checked_micros(field, arr.astype("datetime64[us]").view(np.int64), null)
+    bounds = np.array([ts.MIN_US, ts.MAX_US], dtype="datetime64[us]").astype(arr.dtype).view(np.int64)
+    raw = arr.view(np.int64)
+    ok = (raw >= bounds[0]) & (raw <= bounds[1])
+    errors, null = _bad_positions(field, ok, null, lambda i: "timestamp out of range (years 1–9999)")
+    micros = np.where(ok, arr, np.datetime64(0, unit)).astype("datetime64[us]").view(np.int64)
+    return _whole(field, len(arr), values=micros, null=null, errors=errors)
 
 
 def _checked_micros(field, micros, null):
@@ -383,14 +415,19 @@ def _fast_timestamps(objs: np.ndarray):
 
 
 def _fast_strings(vals: list[str]):
+    """vals when every string is plainly acceptable; None sends them value by value."""
     if max(map(len, vals), default=0) > MAX_STRING_BYTES // 4:
+        return None
+    try:
+        "".join(vals).encode("utf-8")  # lone surrogates are not text we can store
+    except UnicodeEncodeError:
         return None
     return vals
 
 
 def _fast_tags(vals: list[Any]):
     flat = list(itertools.chain.from_iterable(vals))
-    if set(map(type, flat)) - {str}:
+    if set(map(type, flat)) - {str} or _fast_strings(flat) is None:
         return None
     return vals
 

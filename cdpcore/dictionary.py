@@ -17,17 +17,9 @@ _ORDER_OPS: dict[str, Callable[[str, str], bool]] = {
 
 
 def like_regex(pattern: str, case_insensitive: bool = False) -> re.Pattern[str]:
-    """Compile a SQL LIKE pattern (% any run, _ one char, backslash escapes)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
+    """Compile a SQL LIKE pattern: % any run, _ one character, no escape character
+    (as in DuckDB without an ESCAPE clause; a backslash is an ordinary character)."""
+    out = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern]
     return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if case_insensitive else 0))
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 from .errors import SchemaError
 
 ID_FIELD = "profile_id"
@@ -63,17 +65,17 @@ def infer_type(value: Any) -> FieldType | None:
     """The type a first-seen value implies; None when it implies nothing (null)."""
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return FieldType.BOOL
-    if isinstance(value, int):
+    if isinstance(value, (int, np.integer)):
         return FieldType.INT
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
         return FieldType.FLOAT
     if isinstance(value, str):
         return FieldType.STRING
-    if isinstance(value, (_dt.datetime, _dt.date)):
+    if isinstance(value, (_dt.datetime, _dt.date, np.datetime64)):
         return FieldType.TIMESTAMP
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
         return FieldType.STRING_SET
     return None
 
@@ -122,23 +124,20 @@ class Schema:
                 self._fields[f.name] = f
         return added
 
-    def infer(self, name: str, sample: Iterable[Any]) -> Field | None:
-        """Declare `name` from the first non-null value in `sample`, unless strict.
+    def infer(self, name: Any, sample: Iterable[Any]) -> Field | None:
+        """The field `name` would be from the first non-null value in `sample`.
 
-        Returns the field (existing or new), or None when nothing could be inferred.
-        Raises SchemaError for a bad name or, in strict mode, for any unknown field.
+        Does not declare it: a batch declares new fields only once one of its records
+        that gives them a value is accepted. Returns None when every value is null.
+        Raises SchemaError for a bad name, an uninferable value, or (strict) any unknown field.
         """
-        existing = self._fields.get(name)
-        if existing is not None:
-            return existing
         if self.strict:
-            raise SchemaError(f"unknown field {name!r} (strict schema)", name)
+            raise SchemaError(f"unknown field {name!r} (strict schema)", name if isinstance(name, str) else None)
         check_name(name)
         for value in sample:
             ftype = infer_type(value)
             if ftype is not None:
-                with self._lock:
-                    return self._fields.setdefault(name, Field(name, ftype))
+                return Field(name, ftype)
             if value is not None:
                 raise SchemaError(f"field {name!r}: cannot infer a type from {type(value).__name__}", name)
         return None

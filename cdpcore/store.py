@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-import datetime as _dt
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .arrays import distinct
-from .batch import Categorical, TagSets
-from .coerce import MISSING, FieldBatch, coerce
+from .coerce import MISSING, FieldBatch
 from .errors import BatchError, RecordError, SchemaError
-from .ids import MAX_ID_BYTES, EncodedIds, check_id
+from .ids import EncodedIds, check_id
+from .ingest import Rejections, prepare
 from .query import aggregate, reduce as rd
 from .query.ir import Select
 from .query.parse import parse_select, parse_where
@@ -75,19 +74,16 @@ class Store:
     def upsert(self, records: Sequence[Mapping[str, Any]]) -> UpsertResult:
         """Upsert profiles given as dicts; each changes only the fields it names."""
         records = list(records)
-        n = len(records)
-        errors: list[RecordError] = []
-        bad = np.zeros(n, dtype=bool)
-        not_dict = [] if set(map(type, records)) <= {dict} else \
-            [i for i, r in enumerate(records) if not isinstance(r, Mapping)]
-        for i in not_dict:
-            errors.append(RecordError(i, None, f"record must be a mapping, got {type(records[i]).__name__}"))
-            bad[i] = True
-            records[i] = {}
+        rejections = Rejections(len(records))
+        if not set(map(type, records)) <= {dict}:
+            for i, r in enumerate(records):
+                if not isinstance(r, Mapping):
+                    rejections.reject(i, None, f"record must be a mapping, got {type(r).__name__}")
+                    records[i] = {}
         ids = [r.get(ID_FIELD) for r in records]
         names = set().union(*(r.keys() for r in records)) - {ID_FIELD}
         columns = {name: [r.get(name, MISSING) for r in records] for name in sorted(names, key=str)}
-        return self._ingest(ids, columns, n, errors, bad)
+        return self._ingest(ids, columns, rejections)
 
     def upsert_columns(self, ids: Sequence[str] | np.ndarray,
                        columns: Mapping[str, Any]) -> UpsertResult:
@@ -96,72 +92,26 @@ class Store:
         A column is a numpy array, a MaskedArray (masked = null), a list (None = null),
         a `Categorical` (string) or `TagSets` (string_set); see cdpcore.batch.
         """
-        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-        n = len(ids)
+        ids = _id_list(ids)
+        if ID_FIELD in columns:
+            raise BatchError(f"{ID_FIELD!r} is given as the ids argument, not as a column")
         for name, col in columns.items():
-            if len(col) != n:
-                raise BatchError(f"column {name!r} has {len(col)} values for {n} ids")
-        return self._ingest(ids, dict(columns), n, [], np.zeros(n, dtype=bool))
+            if isinstance(col, (str, bytes)) or not hasattr(col, "__len__"):
+                raise BatchError(f"column {name!r} must be an array or list, got {type(col).__name__}")
+            if len(col) != len(ids):
+                raise BatchError(f"column {name!r} has {len(col)} values for {len(ids)} ids")
+        return self._ingest(ids, dict(columns), Rejections(len(ids)))
 
-    def _ingest(self, ids: list, columns: dict[str, Any], n: int,
-                errors: list[RecordError], bad: np.ndarray) -> UpsertResult:
-        self._check_ids(ids, errors, bad)
-        batches = []
-        for name, col in columns.items():
-            batch = self._coerce_field(name, col, n, errors, bad)
-            if batch is not None:
-                batches.append(batch)
-        good = np.flatnonzero(~bad)
-        if good.size:
-            if good.size < n:
-                batches = [b.take(good) for b in batches]
-                ids = [ids[i] for i in good.tolist()]
-            self._route_upsert(ids, batches)
-        errors.sort(key=lambda e: (e.index, e.field or ""))
-        return UpsertResult(int(good.size), errors)
-
-    @staticmethod
-    def _check_ids(ids: list, errors: list[RecordError], bad: np.ndarray) -> None:
-        if not ids:
-            return
-        if set(map(type, ids)) == {str} and all(ids) and max(map(len, ids)) <= MAX_ID_BYTES // 4:
+    def _ingest(self, ids: list, columns: dict[str, Any], rejections: Rejections) -> UpsertResult:
+        prepared = prepare(self.schema, ids, columns, rejections)
+        if prepared.new_fields:
             try:
-                "".join(ids).encode("utf-8")
-                return
-            except UnicodeEncodeError:
-                pass
-        for i, v in enumerate(ids):
-            reason = check_id(v)
-            if reason is not None:
-                errors.append(RecordError(i, ID_FIELD, reason))
-                bad[i] = True
-
-    def _coerce_field(self, name: Any, col: Any, n: int, errors: list[RecordError],
-                      bad: np.ndarray) -> FieldBatch | None:
-        try:
-            field = self.schema.get(name) if isinstance(name, str) else None
-            field = field or self.schema.infer(name, _inference_sample(col))
-        except SchemaError as e:
-            self._reject_naming(name, col, n, str(e), errors, bad)
-            return None
-        if field is None:  # only nulls so far: nothing to store, nothing to infer
-            return None
-        batch, errs = coerce(field, col, n)
-        for i, reason in errs:
-            errors.append(RecordError(i, name, reason))
-            bad[i] = True
-        return batch
-
-    @staticmethod
-    def _reject_naming(name, col, n, reason, errors, bad) -> None:
-        """Reject every record that gives `name` a non-null value."""
-        if isinstance(col, (list, tuple)):
-            hits = [i for i, v in enumerate(col) if v is not MISSING and v is not None]
-        else:
-            hits = range(n)
-        for i in hits:
-            errors.append(RecordError(i, name if isinstance(name, str) else repr(name), reason))
-            bad[i] = True
+                self.schema.declare({f.name: f.type for f in prepared.new_fields})
+            except SchemaError:  # another writer declared it first, differently: re-check
+                return self._ingest(ids, columns, Rejections(len(ids)))
+        if prepared.ids:
+            self._route_upsert(prepared.ids, prepared.batches)
+        return UpsertResult(prepared.accepted, prepared.errors)
 
     def _route_upsert(self, ids: list[str], batches: list[FieldBatch]) -> None:
         enc = EncodedIds.encode(ids)
@@ -198,7 +148,7 @@ class Store:
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
-        ids = list(dict.fromkeys(ids))
+        ids = list(dict.fromkeys(_id_list(ids)))
         bad = [i for i in ids if check_id(i) is not None]
         if bad:
             raise BatchError(f"invalid profile_id {bad[0]!r}: {check_id(bad[0])}")
@@ -248,17 +198,8 @@ def _with_where(select: Select, where) -> Select:
     return replace(select, where=where)
 
 
-def _inference_sample(col: Any) -> Iterable[Any]:
-    """Values to infer a new field's type from, whatever form the column takes."""
-    if isinstance(col, Categorical):
-        return [c for c in col.categories[:1]] or [None]
-    if isinstance(col, TagSets):
-        return [[]]
-    if isinstance(col, np.ndarray) and col.dtype != object:
-        data = np.ma.getdata(col)
-        return [_dtype_sample(data.dtype)]
-    return (v for v in col if v is not MISSING)
-
-
-def _dtype_sample(dtype: np.dtype) -> Any:
-    return {"b": True, "i": 0, "u": 0, "f": 0.0, "M": _dt.datetime(2000, 1, 1), "U": ""}.get(dtype.kind)
+def _id_list(ids: Any) -> list:
+    """A batch's ids as a list; a bare string is refused, not split into characters."""
+    if isinstance(ids, (str, bytes)):
+        raise BatchError("ids must be a list of profile ids, not a single string")
+    return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)

@@ -78,10 +78,14 @@ def iso_array_to_micros(values: np.ndarray) -> np.ndarray | None:
     if values.dtype.kind != "U" or values.size == 0 or values.dtype.itemsize == 0:
         return None
     width = values.dtype.itemsize // 4
-    first = values.view(np.uint32).reshape(-1, width)[:, 0]
-    if not np.all((first >= ord("0")) & (first <= ord("9"))):
+    if width < 10:  # 'YYYY-MM-DD' at least; numpy would also take '2026'
         return None
-    if np.any(np.strings.str_len(values) < 10):  # numpy also takes '2026'; fromisoformat not
+    chars = values.view(np.uint32).reshape(-1, width)
+    year = chars[:, :4]
+    # four-digit years only: numpy parses '584556-01-01' and overflows µs silently
+    if not (np.all((year >= ord("0")) & (year <= ord("9"))) and np.all(chars[:, 4] == ord("-"))):
+        return None
+    if np.any(np.strings.str_len(values) < 10):
         return None
     try:
         with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..arrays import segment_positions, used_codes
-from ..column import NumericColumn, StringColumn, TagSetColumn
+from ..column import StringColumn, TagSetColumn
 from ..errors import QueryError
 from ..schema import ID_FIELD
 from .executor import Evaluator
@@ -346,6 +346,7 @@ def _sort_key(shard: "Shard", ref: FieldRef, rows: np.ndarray, desc: bool, nulls
             null = (~col.present[rows]).astype(np.int8)
     if desc:
         value = -value if value.dtype.kind == "f" else ~value
+    value = np.where(null == 1, 0, value)  # nulls tie with each other whatever is stored
     return value, (1 - null) if nulls_first else null
 
 

@@ -18,7 +18,7 @@ from ..column import NumericColumn, StringColumn, TagSetColumn
 from ..errors import QueryError
 from ..ids import EncodedIds
 from ..schema import ID_FIELD
-from .ir import And, Compare, Const, Has, InSet, IsNull, Like, NEGATED_OP, Or, Predicate
+from .ir import And, Compare, Const, Has, InSet, IsNull, Like, Or, Predicate
 from .rowset import RowSet, intersect, union
 
 if TYPE_CHECKING:

@@ -1,0 +1,119 @@
+"""Ingest represents the validation of one write batch, before anything is applied.
+
+It checks ids, coerces every column (declared fields by their type, new fields by the
+type inferred from the batch's still-valid records), and returns what to apply: the
+accepted records' ids and field batches, the new fields to declare, and one
+RecordError per rejected record and reason. A rejected record changes nothing, and
+cannot even add a field to the schema.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from .batch import Categorical, TagSets
+from .coerce import MISSING, FieldBatch, coerce
+from .errors import RecordError, SchemaError
+from .ids import MAX_ID_BYTES, check_id
+from .schema import ID_FIELD, Field, Schema
+
+
+@dataclass
+class PreparedBatch:
+    ids: list[str]                 # accepted records' ids, in batch order
+    batches: list[FieldBatch]      # aligned with `ids`
+    new_fields: list[Field]        # to declare before applying
+    errors: list[RecordError] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.ids)
+
+
+class Rejections:
+    """Which records of a batch are rejected, and why."""
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self.errors: list[RecordError] = []
+
+    def reject(self, index: int, fld: str | None, reason: str) -> None:
+        self.errors.append(RecordError(index, fld, reason))
+        self.bad[index] = True
+
+
+def prepare(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Rejections) -> PreparedBatch:
+    """Validate a batch of len(ids) records given column by column."""
+    _check_ids(ids, rejections)
+    batches = []
+    pending: list[tuple[Field, FieldBatch]] = []
+    for name, col in columns.items():  # declared fields first: they decide validity
+        known = schema.get(name) if isinstance(name, str) else None
+        if known is not None:
+            batches.append(_coerce(known, col, rejections))
+    for name, col in columns.items():
+        if not (isinstance(name, str) and name in schema):
+            new = _infer(schema, name, col, rejections)
+            if new is not None:
+                pending.append((new, _coerce(new, col, rejections)))
+    good = np.flatnonzero(~rejections.bad)
+    new_fields = [f for f, b in pending if np.any(b.named[good] & ~b.null[good])]
+    batches += [b for f, b in pending if f in new_fields]
+    if good.size < len(ids):
+        batches = [b.take(good) for b in batches]
+        ids = [ids[i] for i in good.tolist()]
+    rejections.errors.sort(key=lambda e: (e.index, e.field or ""))
+    return PreparedBatch(ids, batches, new_fields, rejections.errors)
+
+
+def _check_ids(ids: list, rejections: Rejections) -> None:
+    if ids and set(map(type, ids)) == {str} and all(ids) and max(map(len, ids)) <= MAX_ID_BYTES // 4:
+        try:
+            "".join(ids).encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            pass
+    for i, v in enumerate(ids):
+        reason = None if rejections.bad[i] else check_id(v)
+        if reason is not None:
+            rejections.reject(i, ID_FIELD, reason)
+
+
+def _coerce(fld: Field, col: Any, rejections: Rejections) -> FieldBatch:
+    batch, errs = coerce(fld, col, len(rejections.bad))
+    for i, reason in errs:
+        rejections.reject(i, fld.name, reason)
+    return batch
+
+
+def _infer(schema: Schema, name: Any, col: Any, rejections: Rejections) -> Field | None:
+    try:
+        return schema.infer(name, _inference_sample(col, rejections.bad))
+    except SchemaError as e:
+        label = name if isinstance(name, str) else repr(name)
+        for i in _naming(col, len(rejections.bad)):
+            rejections.reject(i, label, str(e))
+        return None
+
+
+def _naming(col: Any, n: int) -> Iterable[int]:
+    """Records that name the field of this column."""
+    if isinstance(col, list):
+        return [i for i, v in enumerate(col) if v is not MISSING]
+    return range(n)
+
+
+def _inference_sample(col: Any, bad: np.ndarray) -> Iterable[Any]:
+    """Values to infer a new field's type from: only records not already rejected."""
+    if isinstance(col, Categorical):
+        return col.categories[:1] or [None]
+    if isinstance(col, TagSets):
+        return [[]]
+    if isinstance(col, np.ndarray) and col.dtype != object:
+        return [_DTYPE_SAMPLE.get(np.ma.getdata(col).dtype.kind)]
+    return (v for v, b in zip(col, bad.tolist()) if not b and v is not MISSING)
+
+
+_DTYPE_SAMPLE = {"b": True, "i": 0, "u": 0, "f": 0.0, "M": np.datetime64(0, "s"), "U": ""}

@@ -1,0 +1,705 @@
+"""Strategies represent the random worlds the engine is checked in: schemas, write batches, queries.
+
+Shaped to hit cdpcore's boundaries (STYLE practice 17): small value pools so equality,
+IN and has() hit; int64 extremes (exact int sums); timestamps over years 1–9999 and on
+the day grid around the fixed `now()`; empty and null sets; duplicate ids inside a
+batch; ids in the first and last slot; batch sizes on capacity-doubling edges.
+
+Every condition is generated as a tree and rendered twice, as SQL text for the engine
+and as a Kleene predicate for the oracle (`Cond`), so the oracle never sees the parser.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import xxhash
+from hypothesis import strategies as st
+
+from oracle import (Agg, Col, Oracle, OrderBy, Output, SelectSpec, and3, between3, bool3,
+                    has3, in3, like3, not3, or3, to_datetime)
+
+FIELD_TYPES = ("int", "float", "bool", "string", "timestamp", "string_set")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MIN_US = -62135596800 * 1_000_000           # 0001-01-01T00:00:00Z
+MAX_US = 253402300799 * 1_000_000 + 999_999  # 9999-12-31T23:59:59.999999Z
+SECOND_US = 1_000_000
+DAY_US = 86_400 * SECOND_US
+FIXED_NOW = 1_773_576_000.0                   # 2026-03-15T12:00:00Z, what the stores' clock says
+NOW_US = int(FIXED_NOW) * SECOND_US
+SLOTS = 16384
+
+
+def clock() -> float:
+    """The clock every test store gets, so now() is reproducible."""
+    return FIXED_NOW
+
+
+def _id_in_slot(slot: int) -> str:
+    i = 0
+    while xxhash.xxh64_intdigest(f"s{i}".encode()) % SLOTS != slot:
+        i += 1
+    return f"s{i}"
+
+
+ID_POOL = ([f"u{i}" for i in range(16)]
+           + ["ü", "O'Neil", "a b", "日本", "x" * 40, "0", "-1", _id_in_slot(0), _id_in_slot(SLOTS - 1)])
+profile_ids = st.sampled_from(ID_POOL)
+
+# ----------------------------------------------------------------------------------
+# Values, normalised as the oracle holds them.
+
+INT_SPECIALS = [INT64_MIN, INT64_MIN + 1, INT64_MAX, INT64_MAX - 1, 2**31 - 1, -(2**31), 2**53 + 1, 100]
+FLOAT_SPECIALS = [0.0, -0.0, 0.5, -1.5, 0.1, 0.2, 0.3, 1e15, -1e15, 2.0**53, 1e-300, 5e-324, 123.25]
+STRING_POOL = ["", "a", "b", "ab", "A", "a%", "_", "O'Brien", "é", "日本", "a b", "San Jose", "san", "a\\b"]
+STRING_ALPHABET = "abAB'%_ é日\\"
+TAG_POOL = ["a", "b", "c", "golf", "ski", "tennis", "O'x", "日", "A", ""]
+TS_SPECIALS = [MIN_US, MAX_US, 0, -1, 1, NOW_US, NOW_US - 14 * DAY_US, NOW_US - 14 * DAY_US - 1,
+               NOW_US - 14 * DAY_US + 1, NOW_US - 30 * DAY_US, 1_767_225_600 * SECOND_US]  # last: 2026-01-01
+YEAR_1960_US, YEAR_2040_US = -315_619_200 * SECOND_US, 2_208_988_800 * SECOND_US
+
+ints = st.one_of(st.integers(-3, 3), st.sampled_from(INT_SPECIALS), st.integers(-1000, 1000),
+                 st.integers(INT64_MIN, INT64_MAX))
+floats = st.one_of(st.integers(-3, 3).map(float), st.sampled_from(FLOAT_SPECIALS),
+                   st.integers(-400, 400).map(lambda i: i / 8),
+                   st.floats(-1e15, 1e15, allow_nan=False, allow_infinity=False))
+strings = st.one_of(st.sampled_from(STRING_POOL), st.text(STRING_ALPHABET, max_size=4))
+timestamps = st.one_of(
+    st.sampled_from(TS_SPECIALS),
+    st.integers(-40, 40).map(lambda d: NOW_US + d * DAY_US),            # window edges around now()
+    st.integers(YEAR_1960_US, YEAR_2040_US).map(lambda us: us - us % SECOND_US),
+    st.integers(YEAR_1960_US, YEAR_2040_US),
+    st.integers(MIN_US, MAX_US),
+)
+tag_sets = st.frozensets(st.sampled_from(TAG_POOL), max_size=4)
+
+VALUES = {"int": ints, "float": floats, "bool": st.booleans(), "string": strings,
+          "timestamp": timestamps, "string_set": tag_sets}
+
+
+def values(ftype: str, nullable: bool = True) -> st.SearchStrategy:
+    base = VALUES[ftype]
+    return st.one_of(st.none(), base, base) if nullable else base
+
+
+# ----------------------------------------------------------------------------------
+# Input representations: the many ways a caller may hand the engine one value.
+
+def _aware(us: int, minutes: int) -> _dt.datetime | None:
+    """The instant `us` in a fixed-offset zone, or None where that leaves years 1–9999."""
+    try:
+        return to_datetime(us).astimezone(_dt.timezone(_dt.timedelta(minutes=minutes)))
+    except (OverflowError, ValueError):
+        return None
+
+
+@st.composite
+def timestamp_input(draw, us: int) -> Any:
+    dt = to_datetime(us)
+    forms = ["datetime_utc", "datetime_naive", "iso_naive", "iso_z", "numpy", "iso_offset",
+             "datetime_offset"]
+    if us % SECOND_US == 0:
+        forms.append("epoch_int")
+    if us % (SECOND_US // 2) == 0:
+        forms.append("epoch_float")
+    if us % DAY_US == 0:
+        forms.append("date")
+    form = draw(st.sampled_from(forms))
+    if form in ("iso_offset", "datetime_offset"):
+        local = _aware(us, draw(st.sampled_from([330, -300, 60, -720])))
+        if local is None:
+            return dt
+        return local.isoformat() if form == "iso_offset" else local
+    return {
+        "datetime_utc": lambda: dt,
+        "datetime_naive": lambda: dt.replace(tzinfo=None),
+        "iso_naive": lambda: dt.replace(tzinfo=None).isoformat(),
+        "iso_z": lambda: dt.replace(tzinfo=None).isoformat() + "Z",
+        "numpy": lambda: np.datetime64(us, "us"),
+        "epoch_int": lambda: us // SECOND_US,
+        "epoch_float": lambda: us / SECOND_US,
+        "date": lambda: dt.date(),
+    }[form]()
+
+
+@st.composite
+def value_input(draw, ftype: str, value: Any) -> Any:
+    """One normalised value as a dict-path record may carry it."""
+    if value is None:
+        return None
+    if ftype == "timestamp":
+        return draw(timestamp_input(value))
+    if ftype == "float" and value.is_integer() and abs(value) <= 2**53 and draw(st.booleans()):
+        return int(value)                      # int into a float field becomes float
+    if ftype == "string_set":
+        tags = sorted(value)
+        form = draw(st.sampled_from(["list", "reversed", "tuple", "set", "dup"]))
+        return {"list": tags, "reversed": tags[::-1], "tuple": tuple(tags), "set": set(tags),
+                "dup": tags + tags[:1]}[form]
+    return value
+
+
+# Values no field type accepts: a record carrying one is rejected whole.
+BAD_VALUE = {"int": "zz", "float": "zz", "bool": "zz", "string": {"k": 1},
+             "timestamp": "not a date", "string_set": {"k": 1}}
+
+
+# ----------------------------------------------------------------------------------
+# Operations: each knows how to apply itself to an engine and an oracle and check the answer.
+
+@dataclass
+class UpsertRecords:
+    """The dict path; `valid[i]` is record i normalised, or None where it must be rejected."""
+    records: list[dict]
+    valid: list[dict | None] = field(repr=False)
+
+    def apply(self, store, oracle: Oracle) -> None:
+        r = store.upsert([dict(rec) for rec in self.records])
+        bad = {i for i, v in enumerate(self.valid) if v is None}
+        got_bad = {tuple(e)[0] for e in r.errors}
+        assert got_bad == bad, f"rejected records {sorted(got_bad)}, expected {sorted(bad)}: {r.errors}"
+        assert r.accepted == len(self.records) - len(bad), (r.accepted, len(self.records), bad)
+        oracle.upsert(v for v in self.valid if v is not None)
+
+
+@dataclass
+class UpsertColumns:
+    """The columnar path; every listed column sets its field on every row."""
+    ids: Any
+    columns: dict[str, Any]
+    valid: list[dict] = field(repr=False)
+
+    def apply(self, store, oracle: Oracle) -> None:
+        r = store.upsert_columns(self.ids, self.columns)
+        assert not r.errors, r.errors
+        assert r.accepted == len(self.valid), (r.accepted, len(self.valid))
+        oracle.upsert(self.valid)
+
+
+@dataclass
+class Delete:
+    ids: list[str]
+
+    def apply(self, store, oracle: Oracle) -> None:
+        r = store.delete(list(self.ids))
+        deleted, not_found = oracle.delete(self.ids)
+        assert (r.deleted, sorted(r.not_found)) == (deleted, sorted(not_found)), (
+            f"delete {self.ids}: got deleted={r.deleted} not_found={r.not_found}, "
+            f"expected deleted={deleted} not_found={not_found}")
+
+
+@dataclass
+class Bulk:
+    """A large columnar batch from a seeded RNG, sized on capacity-doubling edges."""
+    n: int
+    start: int
+    seed: int
+    fields: tuple[str, ...]
+    schema: dict[str, str] = field(repr=False)
+
+    def apply(self, store, oracle: Oracle) -> None:
+        ids, columns, valid = self.materialize()
+        r = store.upsert_columns(ids, columns)
+        assert not r.errors and r.accepted == self.n, (r.accepted, r.errors[:3])
+        oracle.upsert(valid)
+
+    def materialize(self):
+        rng = np.random.default_rng(self.seed)
+        ids = [f"bulk{i}" for i in range(self.start, self.start + self.n)]
+        valid = [{"profile_id": pid} for pid in ids]
+        columns = {}
+        for name in self.fields:
+            column, normalised = _bulk_column(rng, self.schema[name], self.n)
+            columns[name] = column
+            for rec, v in zip(valid, normalised):
+                rec[name] = v
+        return ids, columns, valid
+
+
+def _bulk_column(rng: np.random.Generator, ftype: str, n: int):
+    null = rng.random(n) < 0.2
+    if ftype == "string":
+        codes = rng.integers(-1, 4, n)
+        cats = ["a", "b", "日本", "O'Brien"]
+        from cdpcore.batch import Categorical
+        return Categorical(codes, cats), [None if c < 0 else cats[c] for c in codes.tolist()]
+    if ftype == "string_set":
+        from cdpcore.batch import TagSets
+        sizes = rng.integers(0, 3, n)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        codes = rng.integers(0, 3, int(offsets[-1]))
+        cats = ["a", "golf", "ski"]
+        sets = [None if null[i] else frozenset(cats[c] for c in codes[offsets[i]:offsets[i + 1]])
+                for i in range(n)]
+        return TagSets(offsets, codes, cats, null), sets
+    data = {
+        "int": lambda: rng.integers(-5, 6, n),
+        "float": lambda: rng.integers(-8, 9, n) / 2.0,
+        "bool": lambda: rng.random(n) < 0.5,
+        "timestamp": lambda: (NOW_US + rng.integers(-40, 41, n) * DAY_US).astype("datetime64[us]"),
+    }[ftype]()
+    plain = data.view(np.int64).tolist() if ftype == "timestamp" else data.tolist()
+    return np.ma.MaskedArray(data, mask=null), [None if m else v for m, v in zip(null.tolist(), plain)]
+
+
+# ----------------------------------------------------------------------------------
+# Schemas and write batches.
+
+field_names = st.from_regex(r"[a-z][a-z_]{0,5}[0-9]", fullmatch=True)  # a digit last: never a keyword
+
+
+def schemas(min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[dict[str, str]]:
+    return st.dictionaries(field_names, st.sampled_from(FIELD_TYPES), min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def record_batches(draw, schema: dict[str, str], max_size: int = 8, poison: bool = True) -> UpsertRecords:
+    names = list(schema)
+    records, valid = [], []
+    for _ in range(draw(st.integers(0, max_size))):
+        pid = draw(profile_ids)
+        named = draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names)))
+        raw, norm = {"profile_id": pid}, {"profile_id": pid}
+        for name in named:
+            norm[name] = draw(values(schema[name]))
+            raw[name] = draw(value_input(schema[name], norm[name]))
+        if poison and draw(st.integers(0, 9)) == 0:
+            bad = draw(st.sampled_from(names + ["profile_id"]))
+            if bad == "profile_id":
+                del raw["profile_id"]
+            else:
+                raw[bad] = BAD_VALUE[schema[bad]]
+            norm = None
+        records.append(raw)
+        valid.append(norm)
+    return UpsertRecords(records, valid)
+
+
+@st.composite
+def column_input(draw, ftype: str, vals: list) -> Any:
+    """One column of normalised values in one of the accepted columnar shapes."""
+    from cdpcore.batch import Categorical, TagSets
+    nulls = [v is None for v in vals]
+    forms = ["list", "masked"] if ftype != "string_set" else ["list", "tagsets"]
+    if not any(nulls) and ftype in ("int", "float", "bool", "timestamp"):
+        forms.append("array")
+    if ftype == "string":
+        forms += ["categorical"] + ([] if any(nulls) else ["str_array"])
+    if ftype == "timestamp" and not any(nulls):
+        forms.append("iso_array")
+        if all(v % SECOND_US == 0 for v in vals):
+            forms.append("epoch_array")
+    if ftype == "float" and not any(nulls) and all(v.is_integer() and abs(v) <= 2**53 for v in vals):
+        forms.append("int_array")
+    if ftype == "int" and all(v is None or abs(v) < 2**31 for v in vals):
+        forms.append("int32_masked")
+    form = draw(st.sampled_from(forms))
+    dtype = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": "datetime64[us]"}.get(ftype)
+    filled = [("" if ftype == "string" else 0) if v is None else v for v in vals]
+    if form == "list":
+        return [draw(value_input(ftype, v)) for v in vals]
+    if form == "array":
+        return np.array(filled, dtype=dtype)
+    if form == "masked":
+        data = np.array(filled, dtype=dtype if ftype != "string" else object)
+        return np.ma.MaskedArray(data, mask=np.array(nulls, dtype=bool))
+    if form == "int32_masked":
+        return np.ma.MaskedArray(np.array(filled, dtype=np.int32), mask=np.array(nulls, dtype=bool))
+    if form == "int_array":
+        return np.array([int(v) for v in vals], dtype=np.int64)
+    if form == "str_array":
+        return np.array(vals, dtype=str)
+    if form == "iso_array":
+        return np.array([to_datetime(v).replace(tzinfo=None).isoformat() for v in vals], dtype=str)
+    if form == "epoch_array":
+        return np.array([v // SECOND_US for v in vals], dtype=np.int64)
+    if form == "categorical":
+        cats = sorted({v for v in vals if v is not None}) + draw(st.lists(strings, max_size=1))
+        cats = list(dict.fromkeys(draw(st.permutations(cats))))
+        codes = np.array([-1 if v is None else cats.index(v) for v in vals], dtype=np.int64)
+        return Categorical(codes, cats)
+    # tagsets
+    cats = list(dict.fromkeys(draw(st.permutations(sorted({t for v in vals if v for t in v})))))
+    lists = [sorted(v) if v else [] for v in vals]
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in lists])]).astype(np.int64)
+    codes = np.array([cats.index(t) for tags in lists for t in tags], dtype=np.int32)
+    null = np.array(nulls, dtype=bool) if any(nulls) or draw(st.booleans()) else None
+    return TagSets(offsets, codes, cats, null)
+
+
+@st.composite
+def column_batches(draw, schema: dict[str, str], max_size: int = 10) -> UpsertColumns:
+    ids = draw(st.lists(profile_ids, max_size=max_size))
+    named = draw(st.lists(st.sampled_from(list(schema)), unique=True, max_size=len(schema)))
+    valid = [{"profile_id": pid} for pid in ids]
+    columns = {}
+    for name in named:
+        vals = [draw(values(schema[name])) for _ in ids]
+        columns[name] = draw(column_input(schema[name], vals))
+        for rec, v in zip(valid, vals):
+            rec[name] = v
+    if ids and draw(st.booleans()):
+        ids = np.array(ids, dtype=str)
+    return UpsertColumns(ids, columns, valid)
+
+
+deletes = st.lists(profile_ids, unique=True, max_size=5).map(Delete)
+BULK_SIZES = [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 2049]
+
+
+@st.composite
+def bulks(draw, schema: dict[str, str]) -> Bulk:
+    names = draw(st.lists(st.sampled_from(list(schema)), unique=True, max_size=len(schema)))
+    return Bulk(draw(st.sampled_from(BULK_SIZES)), draw(st.integers(0, 1100)),
+                draw(st.integers(0, 2**32 - 1)), tuple(names), dict(schema))
+
+
+def operations(schema: dict[str, str], bulk: bool = True) -> st.SearchStrategy:
+    ops = [record_batches(schema), record_batches(schema), column_batches(schema), deletes]
+    return st.one_of(*ops, *([bulks(schema)] if bulk else []))
+
+
+@dataclass
+class Scenario:
+    schema: dict[str, str]
+    ops: list
+
+
+@st.composite
+def scenarios(draw, max_ops: int = 5, bulk: bool = True) -> Scenario:
+    schema = draw(schemas())
+    return Scenario(schema, draw(st.lists(operations(schema, bulk), min_size=1, max_size=max_ops)))
+
+
+def replay(store, oracle: Oracle, scenario: Scenario) -> None:
+    """Declare the schema and apply every operation to both, checking each write's answer."""
+    store.define_fields(scenario.schema)
+    oracle.define(scenario.schema)
+    for op in scenario.ops:
+        op.apply(store, oracle)
+
+
+# ----------------------------------------------------------------------------------
+# Conditions: (SQL text, Kleene predicate) pairs built as trees.
+
+OR_PREC, AND_PREC, NOT_PREC, LEAF_PREC = 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Cond:
+    sql: str
+    pred: Callable = field(compare=False)
+    prec: int = LEAF_PREC
+
+    def __repr__(self) -> str:
+        return f"Cond({self.sql!r})"
+
+    def _repr_pretty_(self, p, cycle) -> None:   # hypothesis prints this in failing examples
+        p.text(repr(self))
+
+
+def sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _float_sql(x: float) -> str:
+    return repr(float(x))
+
+
+@st.composite
+def timestamp_literal(draw) -> tuple[str, int]:
+    """A timestamp literal in one of the documented forms, with its value in µs."""
+    form = draw(st.sampled_from(["date", "iso", "iso_z", "iso_space", "iso_offset", "keyword",
+                                 "epoch", "epoch_half", "now"]))
+    if form == "now":
+        days = draw(st.integers(-60, 60))
+        if days == 0:
+            return "now()", NOW_US
+        unit = "day" if abs(days) == 1 else "days"
+        return f"now() {'+' if days > 0 else '-'} INTERVAL '{abs(days)} {unit}'", NOW_US + days * DAY_US
+    us = draw(timestamps)
+    if form == "date":
+        us -= us % DAY_US
+        return sql_string(to_datetime(us).date().isoformat()), us
+    if form == "epoch":
+        us -= us % SECOND_US
+        return str(us // SECOND_US), us
+    if form == "epoch_half":
+        us -= us % (SECOND_US // 2)
+        return _float_sql(us / SECOND_US), us
+    naive = to_datetime(us).replace(tzinfo=None)
+    if form == "iso_offset":
+        local = _aware(us, draw(st.sampled_from([330, -300, 60])))
+        return sql_string(local.isoformat() if local else naive.isoformat() + "Z"), us
+    text = {"iso": naive.isoformat(), "iso_z": naive.isoformat() + "Z",
+            "iso_space": naive.isoformat(sep=" "), "keyword": naive.isoformat(sep=" ")}[form]
+    return ("TIMESTAMP " if form == "keyword" else "") + sql_string(text), us
+
+
+def literals(ftype: str) -> st.SearchStrategy[tuple[str, Any]]:
+    """(SQL text, value in the field's domain) for a literal compared with an `ftype` field."""
+    if ftype == "int":
+        return st.one_of(
+            ints.map(lambda v: (str(v), v)),
+            st.integers(-4000, 4000).map(lambda i: (_float_sql(i / 4), i / 4)),   # age > 30.5
+            st.integers(-5, 5).map(lambda i: (f"{i}.0", i)))
+    if ftype == "float":
+        return st.one_of(floats.map(lambda v: (_float_sql(v), v)),
+                         st.integers(-5, 5).map(lambda i: (str(i), float(i))))
+    if ftype == "bool":
+        return st.sampled_from([("TRUE", True), ("FALSE", False), ("true", True), ("false", False)])
+    if ftype == "string":
+        return strings.map(lambda s: (sql_string(s), s))
+    if ftype == "timestamp":
+        return timestamp_literal()
+    raise ValueError(ftype)
+
+
+_OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<>": lambda a, b: a != b,
+        "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b}
+
+
+@st.composite
+def compare_leaf(draw, name: str, ftype: str) -> Cond:
+    op = draw(st.sampled_from(list(_OPS)))
+    text, lit = draw(literals(ftype))
+    fn = _OPS[op]
+    if draw(st.booleans()):
+        return Cond(f"{name} {op} {text}", lambda r: None if r.get(name) is None else fn(r[name], lit))
+    return Cond(f"{text} {op} {name}", lambda r: None if r.get(name) is None else fn(lit, r[name]))
+
+
+@st.composite
+def between_leaf(draw, name: str, ftype: str) -> Cond:
+    (lo_sql, lo), (hi_sql, hi) = draw(literals(ftype)), draw(literals(ftype))
+    if draw(st.booleans()):
+        return Cond(f"{name} BETWEEN {lo_sql} AND {hi_sql}", lambda r: between3(r.get(name), lo, hi))
+    return Cond(f"{name} NOT BETWEEN {lo_sql} AND {hi_sql}",
+                lambda r: not3(between3(r.get(name), lo, hi)))
+
+
+@st.composite
+def in_leaf(draw, name: str, ftype: str) -> Cond:
+    items = draw(st.lists(literals(ftype), min_size=1, max_size=4))
+    text = ", ".join(t for t, _ in items)
+    lits = [v for _, v in items]
+    if draw(st.booleans()):
+        return Cond(f"{name} IN ({text})", lambda r: in3(r.get(name), lits))
+    return Cond(f"{name} NOT IN ({text})", lambda r: not3(in3(r.get(name), lits)))
+
+
+like_patterns = st.one_of(st.sampled_from(["%", "", "a%", "%b", "_", "__", "%a%", "San%", "%'%", "%\\%"]),
+                          st.text("ab%_A'é ", max_size=5))
+
+
+@st.composite
+def like_leaf(draw, name: str, ftype: str) -> Cond:
+    pattern = draw(like_patterns)
+    negated, ci = draw(st.booleans()), draw(st.booleans())
+    op = ("NOT " if negated else "") + ("ILIKE" if ci else "LIKE")
+    if negated:
+        return Cond(f"{name} {op} {sql_string(pattern)}", lambda r: not3(like3(r.get(name), pattern, ci)))
+    return Cond(f"{name} {op} {sql_string(pattern)}", lambda r: like3(r.get(name), pattern, ci))
+
+
+@st.composite
+def is_null_leaf(draw, name: str, ftype: str) -> Cond:
+    if draw(st.booleans()):
+        return Cond(f"{name} IS NULL", lambda r: r.get(name) is None)
+    return Cond(f"{name} IS NOT NULL", lambda r: r.get(name) is not None)
+
+
+@st.composite
+def has_leaf(draw, name: str, ftype: str) -> Cond:
+    func = draw(st.sampled_from(["has", "has_any", "has_all"]))
+    tags = draw(st.lists(st.sampled_from(TAG_POOL), min_size=1, max_size=1 if func == "has" else 3))
+    mode = "all" if func == "has_all" else "any"
+    args = ", ".join(sql_string(t) for t in tags)
+    return Cond(f"{func}({name}, {args})", lambda r: has3(r.get(name), tags, mode))
+
+
+def bare_bool_leaf(name: str, ftype: str) -> st.SearchStrategy[Cond]:
+    return st.just(Cond(name, lambda r: bool3(r.get(name))))
+
+
+LEAVES = {
+    "int": (compare_leaf, between_leaf, in_leaf, is_null_leaf),
+    "float": (compare_leaf, between_leaf, in_leaf, is_null_leaf),
+    "bool": (compare_leaf, bare_bool_leaf, bare_bool_leaf, is_null_leaf),
+    "string": (compare_leaf, between_leaf, in_leaf, like_leaf, is_null_leaf),
+    "timestamp": (compare_leaf, between_leaf, in_leaf, is_null_leaf),
+    "string_set": (has_leaf, has_leaf, is_null_leaf),
+}
+constants = st.sampled_from([Cond("TRUE", lambda r: True), Cond("FALSE", lambda r: False)])
+
+
+def leaves(schema: dict[str, str]) -> st.SearchStrategy[Cond]:
+    per_field = [leaf(name, ftype) for name, ftype in schema.items() for leaf in LEAVES[ftype]]
+    return st.one_of(*per_field, constants) if per_field else constants
+
+
+def _wrap(draw, child: Cond, needed: int) -> str:
+    """Parenthesise where precedence needs it, and sometimes where it does not."""
+    return f"({child.sql})" if child.prec < needed or draw(st.integers(0, 3)) == 0 else child.sql
+
+
+@st.composite
+def _and_or(draw, children: st.SearchStrategy[Cond], is_and: bool) -> Cond:
+    parts = draw(st.lists(children, min_size=2, max_size=3))
+    prec = AND_PREC if is_and else OR_PREC
+    sql = (" AND " if is_and else " OR ").join(_wrap(draw, c, prec + 1 if is_and else prec) for c in parts)
+    preds = [c.pred for c in parts]
+    combine = and3 if is_and else or3
+    return Cond(sql, lambda r: combine(p(r) for p in preds), prec)
+
+
+@st.composite
+def _not(draw, children: st.SearchStrategy[Cond]) -> Cond:
+    child = draw(children)
+    return Cond(f"NOT {_wrap(draw, child, NOT_PREC)}", lambda r: not3(child.pred(r)), NOT_PREC)
+
+
+def conditions(schema: dict[str, str], max_leaves: int = 6) -> st.SearchStrategy[Cond]:
+    return st.recursive(
+        leaves(schema),
+        lambda children: st.one_of(_and_or(children, True), _and_or(children, False), _not(children)),
+        max_leaves=max_leaves)
+
+
+# ----------------------------------------------------------------------------------
+# SELECTs: a spec the oracle evaluates, rendered to SQL for the engine.
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    spec: SelectSpec = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Query({self.sql!r})"
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+
+def expr_sql(expr: Col | Agg) -> str:
+    if isinstance(expr, Col):
+        return expr.name
+    return f"{expr.func}({'*' if expr.field is None else expr.field})"
+
+
+def render_select(spec: SelectSpec, where: Cond | None) -> str:
+    if spec.outputs is None:
+        cols = "*"
+    else:
+        cols = ", ".join(expr_sql(o.expr) + (f" AS {o.alias}" if o.alias else "") for o in spec.outputs)
+    parts = [f"SELECT {cols} FROM profiles"]
+    if where is not None:
+        parts.append(f"WHERE {where.sql}")
+    if spec.group_by:
+        parts.append("GROUP BY " + ", ".join(spec.group_by))
+    if spec.order_by:
+        parts.append("ORDER BY " + ", ".join(_order_sql(spec, o) for o in spec.order_by))
+    if spec.limit is not None:
+        parts.append(f"LIMIT {spec.limit}")
+    if spec.offset is not None:
+        parts.append(f"OFFSET {spec.offset}")
+    return " ".join(parts)
+
+
+def _order_sql(spec: SelectSpec, order: OrderBy) -> str:
+    text = expr_sql(order.expr)
+    if order.by_alias:
+        text = next(o.alias for o in spec.outputs if o.expr == order.expr and o.alias)
+    text += " DESC" if order.desc else ""
+    if order.nulls_first is not None:
+        text += " NULLS FIRST" if order.nulls_first else " NULLS LAST"
+    return text
+
+
+def _query(spec: SelectSpec, where: Cond | None) -> Query:
+    return Query(render_select(spec, where), spec)
+
+
+@st.composite
+def _order_by(draw, spec_outputs: tuple[Output, ...], exprs: Sequence[Col | Agg]) -> OrderBy:
+    expr = draw(st.sampled_from(list(exprs)))
+    aliased = any(o.expr == expr and o.alias for o in spec_outputs)
+    return OrderBy(expr, draw(st.booleans()), draw(st.sampled_from([None, True, False])),
+                   aliased and draw(st.booleans()))
+
+
+def _aliases(draw, exprs: Sequence[Col | Agg]) -> tuple[Output, ...]:
+    return tuple(Output(e, f"alias_no{i}" if draw(st.integers(0, 2)) == 0 else None)
+                 for i, e in enumerate(exprs))
+
+
+limits = st.one_of(st.none(), st.integers(0, 12))
+
+
+@st.composite
+def listing_selects(draw, schema: dict[str, str]) -> Query:
+    """`SELECT profile_id, fields | * … [ORDER BY] [LIMIT] [OFFSET]`."""
+    where = draw(st.none() | conditions(schema))
+    names = list(schema)
+    if draw(st.integers(0, 5)) == 0:
+        outputs = None
+        visible: tuple[Output, ...] = ()
+    else:
+        chosen = draw(st.lists(st.sampled_from(names), unique=True, max_size=4)) if names else []
+        visible = (Output(Col("profile_id")),) + _aliases(draw, [Col(n) for n in chosen])
+        outputs = visible
+    orderable = [Col(n) for n in names if schema[n] != "string_set"] + [Col("profile_id")]
+    order = draw(st.lists(_order_by(visible, orderable), max_size=2, unique_by=lambda o: o.expr))
+    spec = SelectSpec(outputs, where and where.pred, (), tuple(order), draw(limits), draw(limits))
+    return _query(spec, where)
+
+
+def agg_exprs(schema: dict[str, str], exact_only: bool = False) -> list[Agg]:
+    out = [Agg("count")]
+    for name, ftype in schema.items():
+        out.append(Agg("count", name))
+        if ftype == "int" or (ftype == "float" and not exact_only):
+            out.append(Agg("sum", name))
+        if ftype in ("int", "float") and not exact_only:
+            out.append(Agg("avg", name))
+        if ftype != "string_set":
+            out += [Agg("min", name), Agg("max", name)]
+    return out
+
+
+@st.composite
+def aggregate_selects(draw, schema: dict[str, str]) -> Query:
+    """`SELECT count(*), sum(f), avg(f), min(f), max(f) … WHERE …` (one row)."""
+    where = draw(st.none() | conditions(schema))
+    aggs = draw(st.lists(st.sampled_from(agg_exprs(schema)), min_size=1, max_size=5, unique=True))
+    spec = SelectSpec(_aliases(draw, aggs), where and where.pred)
+    return _query(spec, where)
+
+
+GROUPABLE = ("string", "bool", "string_set")
+
+
+@st.composite
+def group_selects(draw, schema: dict[str, str]) -> Query:
+    """`SELECT keys…, aggs… GROUP BY keys ORDER BY … LIMIT …`; falls back to aggregates."""
+    groupable = [n for n, t in schema.items() if t in GROUPABLE]
+    if not groupable:
+        return draw(aggregate_selects(schema))
+    where = draw(st.none() | conditions(schema))
+    keys = draw(st.lists(st.sampled_from(groupable), min_size=1, max_size=2, unique=True))
+    aggs = draw(st.lists(st.sampled_from(agg_exprs(schema)), max_size=3, unique=True))
+    outputs = _aliases(draw, [Col(k) for k in keys] + aggs)
+    exact = [Col(k) for k in keys] + agg_exprs(schema, exact_only=True)
+    if draw(st.booleans()):
+        order = [OrderBy(Agg("count"), desc=True)]
+    else:
+        order = draw(st.lists(_order_by(outputs, exact), max_size=2, unique_by=lambda o: o.expr))
+    spec = SelectSpec(outputs, where and where.pred, tuple(keys), tuple(order), draw(limits), draw(limits))
+    return _query(spec, where)
+
+
+def selects(schema: dict[str, str]) -> st.SearchStrategy[Query]:
+    return st.one_of(listing_selects(schema), aggregate_selects(schema), group_selects(schema))
