@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from ..shard import Shard
 
 _DENSE_KEY_SPACE = 1 << 22  # composite group keys below this use bincount, not sort
+# Above this density aggregates run over the whole column with the mask (multiply,
+# np.where); below it, listing the rows once (flatnonzero) and gathering is cheaper.
+_DENSE_AGG_FRACTION = 1 / 4
 
 
 def run_select(shard: "Shard", select: Select) -> Partial:
@@ -29,7 +32,8 @@ def run_select(shard: "Shard", select: Select) -> Partial:
     ev = Evaluator(shard)
     rs = ev.evaluate(select.where)
     if select.kind == "aggregate":
-        return Partial("aggregate", states=[_agg_all(shard, g, rs) for g in distinct_aggs(select)])
+        gathered: dict[str, np.ndarray] = {}
+        return Partial("aggregate", states=[_agg_all(shard, g, rs, gathered) for g in distinct_aggs(select)])
     if select.kind == "group":
         return Partial("group", groups=_groups(shard, select, rs))
     return Partial("list", rows=_listing(shard, select, rs))
@@ -40,7 +44,9 @@ def count_where(shard: "Shard", where) -> int:
 
 
 # ---- whole-selection aggregates --------------------------------------------------------
-def _agg_all(shard: "Shard", agg: Agg, rs: RowSet) -> Any:
+def _agg_all(shard: "Shard", agg: Agg, rs: RowSet, gathered: dict[str, np.ndarray]) -> Any:
+    """One aggregate over the whole selection; `gathered` memoises each field's
+    present values for row-form selections (min(age) and max(age) gather once)."""
     if agg.field is None:
         return rs.count()
     col = shard.column_for(agg.field)
@@ -52,12 +58,14 @@ def _agg_all(shard: "Shard", agg: Agg, rs: RowSet) -> Any:
         if agg.func == "count":
             return int(np.count_nonzero(present[rs.rows()] if not rs.has_mask else present & rs.mask()))
         return _string_extreme(col, agg.func, rs.rows())
-    if rs.has_mask and not rs.is_small():
+    if rs.has_mask and rs.count() > n * _DENSE_AGG_FRACTION:
         m = rs.mask() & col.present[:n]
         return _reduce_values(agg.func, col.values[:n], m, col.max_abs)
-    rows = rs.rows()
-    rows = rows[col.present[rows]]
-    return _reduce_values(agg.func, col.values[rows], None, col.max_abs)
+    vals = gathered.get(agg.field)
+    if vals is None:
+        rows = rs.rows()
+        vals = gathered[agg.field] = col.values[rows[col.present[rows]]]
+    return _reduce_values(agg.func, vals, None, col.max_abs)
 
 
 def _reduce_values(func: str, vals: np.ndarray, where: np.ndarray | None, max_abs: int) -> Any:
@@ -78,8 +86,8 @@ def _reduce_values(func: str, vals: np.ndarray, where: np.ndarray | None, max_ab
     fn = np.min if func == "min" else np.max
     if where is None:
         return fn(vals).item()
-    init = vals[np.argmax(where)]
-    return fn(vals, where=where, initial=init).item()
+    fill = vals[np.argmax(where)]  # a selected value: neutral for both min and max
+    return fn(np.where(where, vals, fill)).item()  # branch-free; 2x min(where=)
 
 
 def _exact_int_sum(vals: np.ndarray, where: np.ndarray | None) -> int:

@@ -86,12 +86,10 @@ def intersect(a: RowSet, b: RowSet) -> RowSet:
     if a.has_bitmap and b.has_bitmap:
         return RowSet(a.n, bm=a.bitmap() & b.bitmap())
     small, big = (a, b) if a.count() <= b.count() else (b, a)
-    if small.has_mask and big.has_mask:
-        return RowSet(a.n, mask=small.mask() & big.mask())
-    if small.has_mask and not small.is_small():
+    if not small.is_small() and (small.has_mask or big.has_mask):
         return RowSet(a.n, mask=small.mask() & big.mask())
     # Filter the smaller side's rows by the other's membership: a gather of k items
-    # beats materialising an n-row mask unless k is close to n.
+    # (~4 ns each) beats building and AND-ing n-row masks only while k is small.
     rows = small.rows()
     return RowSet(a.n, rows=rows[big.contains(rows)])
 
