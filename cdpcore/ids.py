@@ -233,7 +233,21 @@ class RowIdIndex:
         self._table = np.zeros(cap, dtype=np.uint32)
         self._used = 0
         rows = np.flatnonzero(self.alive[:self.n_rows])
-        self._place(rows, self.hashes[rows])
+        # Linear probing into an empty table, in home order, is a running maximum:
+        # slot_i = max(home_i, slot_{i-1} + 1). One sort of (home, row) keys replaces
+        # many rounds of random probes; the few slots that would run past the end
+        # (and wrap) go through the ordinary probing path.
+        keys = (self._home(self.hashes[rows]).astype(np.uint64) << np.uint64(32)) | rows.astype(np.uint64)
+        keys.sort()
+        homes = (keys >> np.uint64(32)).astype(np.int64)
+        order = np.arange(len(keys), dtype=np.int64)
+        slots = np.maximum.accumulate(homes - order) + order
+        fits = slots < cap
+        self._table[slots[fits]] = (keys[fits] & np.uint64(0xFFFFFFFF)).astype(np.uint32) + 1
+        self._used = int(np.count_nonzero(fits))
+        spill = (keys[~fits] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        if spill.size:
+            self._place(spill, self.hashes[spill])
 
     def nbytes(self) -> int:
         return int(self._buf_len + 8 * self.n_rows * 2 + self.n_rows + self._table.nbytes)

@@ -16,20 +16,20 @@ import numpy as np
 from .batch import Categorical, TagSets
 from .coerce import MISSING, FieldBatch, coerce
 from .errors import RecordError, SchemaError
-from .ids import MAX_ID_BYTES, check_id
+from .ids import MAX_ID_BYTES, EncodedIds, check_id
 from .schema import ID_FIELD, Field, Schema
 
 
 @dataclass
 class PreparedBatch:
-    ids: list[str]                 # accepted records' ids, in batch order
-    batches: list[FieldBatch]      # aligned with `ids`
+    enc: EncodedIds                # accepted records' ids, in batch order
+    batches: list[FieldBatch]      # aligned with `enc`
     new_fields: list[Field]        # to declare before applying
     errors: list[RecordError] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
-        return len(self.ids)
+        return len(self.enc)
 
 
 class Rejections:
@@ -46,7 +46,7 @@ class Rejections:
 
 def prepare(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Rejections) -> PreparedBatch:
     """Validate a batch of len(ids) records given column by column."""
-    _check_ids(ids, rejections)
+    enc = _encode_ids(ids, rejections)
     batches = []
     pending: list[tuple[Field, FieldBatch]] = []
     for name, col in columns.items():  # declared fields first: they decide validity
@@ -61,24 +61,31 @@ def prepare(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Reje
     good = np.flatnonzero(~rejections.bad)
     new_fields = [f for f, b in pending if np.any(b.named[good] & ~b.null[good])]
     batches += [b for f, b in pending if f in new_fields]
+    if enc is None:
+        enc = EncodedIds.encode([ids[i] for i in good.tolist()])
+    elif good.size < len(ids):
+        enc = enc.take(good)
     if good.size < len(ids):
         batches = [b.take(good) for b in batches]
-        ids = [ids[i] for i in good.tolist()]
     rejections.errors.sort(key=lambda e: (e.index, e.field or ""))
-    return PreparedBatch(ids, batches, new_fields, rejections.errors)
+    return PreparedBatch(enc, batches, new_fields, rejections.errors)
 
 
-def _check_ids(ids: list, rejections: Rejections) -> None:
-    if ids and set(map(type, ids)) == {str} and all(ids) and max(map(len, ids)) <= MAX_ID_BYTES // 4:
+def _encode_ids(ids: list, rejections: Rejections) -> EncodedIds | None:
+    """Encode the ids (hashing them once for the whole write path) when all are valid;
+    otherwise reject the bad ones one by one and return None."""
+    if ids and set(map(type, ids)) == {str}:
         try:
-            "".join(ids).encode("utf-8")
-            return
+            enc = EncodedIds.encode(ids)
         except UnicodeEncodeError:
-            pass
+            enc = None
+        if enc is not None and enc.lengths.min() > 0 and enc.lengths.max() <= MAX_ID_BYTES:
+            return enc
     for i, v in enumerate(ids):
         reason = None if rejections.bad[i] else check_id(v)
         if reason is not None:
             rejections.reject(i, ID_FIELD, reason)
+    return None
 
 
 def _coerce(fld: Field, col: Any, rejections: Rejections) -> FieldBatch:

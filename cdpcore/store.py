@@ -109,42 +109,30 @@ class Store:
                 self.schema.declare({f.name: f.type for f in prepared.new_fields})
             except SchemaError:  # another writer declared it first, differently: re-check
                 return self._ingest(ids, columns, Rejections(len(ids)))
-        if prepared.ids:
-            self._route_upsert(prepared.ids, prepared.batches)
+        if prepared.accepted:
+            self._route_upsert(prepared.enc, prepared.batches)
         return UpsertResult(prepared.accepted, prepared.errors)
 
-    def _route_upsert(self, ids: list[str], batches: list[FieldBatch]) -> None:
-        enc = EncodedIds.encode(ids)
-        if len(distinct(enc.hashes)) == len(ids):  # distinct hashes imply distinct ids
-            uid = np.arange(len(ids))
-            uenc = enc
-        else:
-            pos = {k: i for i, k in enumerate(dict.fromkeys(ids))}
-            uid = np.fromiter(map(pos.__getitem__, ids), dtype=np.int64, count=len(ids))
-            first = np.full(len(pos), len(ids), dtype=np.int64)
-            np.minimum.at(first, uid, np.arange(len(ids)))
-            uenc = enc.take(first)
-        # Sort ids and records by owning shard once; each shard then gets slices.
+    def _route_upsert(self, enc: EncodedIds, batches: list[FieldBatch]) -> None:
+        """Send each shard its records; the per-shard gathers run in the worker threads."""
+        uid, uenc = _distinct(enc)
         owner_u = self.slot_map.shard_of_hashes(uenc.hashes)
-        n_shards = len(self.shards)
-        if n_shards > 1:
-            order_u = np.argsort(owner_u, kind="stable")
-            uenc, owner_u = uenc.take(order_u), owner_u[order_u]
-            new_pos = np.empty(len(order_u), dtype=np.int64)
-            new_pos[order_u] = np.arange(len(order_u))
-            uid = new_pos[uid]
-            order_r = np.argsort(uid, kind="stable")  # records follow their id's shard order
-            uid = uid[order_r]
-            batches = [b.take(order_r) for b in batches]
-        u_bounds = np.searchsorted(owner_u, np.arange(n_shards + 1))
-        r_bounds = np.searchsorted(uid, u_bounds)
+        owner_rec = owner_u[uid]
+        local = np.empty(len(uenc), dtype=np.int64)  # id position within its shard's ids
         jobs = []
         for s, shard in enumerate(self.shards):
-            ulo, uhi, rlo, rhi = u_bounds[s], u_bounds[s + 1], r_bounds[s], r_bounds[s + 1]
-            if uhi > ulo:
-                ids_s = uenc.take(np.arange(ulo, uhi)) if n_shards > 1 else uenc
-                jobs.append((shard, (ids_s, uid[rlo:rhi] - ulo, [b.slice(rlo, rhi) for b in batches])))
-        self._map(lambda job: job[0].upsert(*job[1]), jobs)
+            us = np.flatnonzero(owner_u == s)
+            if us.size:
+                local[us] = np.arange(us.size)
+                jobs.append((shard, us, np.flatnonzero(owner_rec == s)))
+
+        def apply(job: tuple[Shard, np.ndarray, np.ndarray]) -> None:
+            shard, us, recs = job
+            if len(us) == len(uenc):  # one shard owns the whole batch
+                shard.upsert(uenc, uid, batches)
+            else:
+                shard.upsert(uenc.take(us), local[uid[recs]], [b.take(recs) for b in batches])
+        self._map(apply, jobs)
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
@@ -196,6 +184,18 @@ class Store:
 
 def _with_where(select: Select, where) -> Select:
     return replace(select, where=where)
+
+
+def _distinct(enc: EncodedIds) -> tuple[np.ndarray, EncodedIds]:
+    """(record → distinct id position, the distinct ids in first-seen order)."""
+    if len(distinct(enc.hashes)) == len(enc):  # distinct hashes imply distinct ids
+        return np.arange(len(enc)), enc
+    ids = enc.decode()
+    pos = {k: i for i, k in enumerate(dict.fromkeys(ids))}
+    uid = np.fromiter(map(pos.__getitem__, ids), dtype=np.int64, count=len(ids))
+    first = np.full(len(pos), len(ids), dtype=np.int64)
+    np.minimum.at(first, uid, np.arange(len(ids)))
+    return uid, enc.take(first)
 
 
 def _id_list(ids: Any) -> list:
