@@ -7,7 +7,7 @@ the docs. Adding a function (the event functions `event_count`, `event_sum`, `la
 `in_segment` come next) means writing its lowering and adding one `FunctionSpec` row.
 
 Also here: the sqlglot-free typing rules that the parser and the lowerings share, so
-parse.py keeps only the walk over sqlglot's tree: `Arg` and `Context` (field lookup with
+the parse package keeps only the walk over sqlglot's tree: `Arg` and `Context` (field lookup with
 "did you mean"), coercion of a literal into a field's storage domain, folding of
 literal-only comparisons and time arithmetic, and the aggregates' rules (argument types,
 what GROUP BY and ORDER BY accept).

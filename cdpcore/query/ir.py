@@ -1,6 +1,6 @@
 """The query IR: small frozen dataclasses the planner and executor work on.
 
-`parse.py` is the only module that sees sqlglot; it emits these nodes with literal
+The `parse` package is the only place that sees sqlglot; it emits these nodes with literal
 values already coerced to the field's storage domain:
 
 | field type  | literal value in the IR                         |
