@@ -29,10 +29,16 @@ STORAGE_DTYPE = {
 }
 
 
+_INT_WIDTHS = (np.int8, np.int16, np.int32, np.int64)
+
+
 class NumericColumn:
+    """int columns start as int8 and widen when a value needs it: ages and counts then
+    cost 1–2 bytes a row, and scans read 4–8x less memory."""
+
     def __init__(self, field: Field) -> None:
         self.field = field
-        self.values = np.zeros(0, dtype=STORAGE_DTYPE[field.type])
+        self.values = np.zeros(0, dtype=np.int8 if field.type is FieldType.INT else STORAGE_DTYPE[field.type])
         self.present = np.zeros(0, dtype=bool)
         self.max_abs = 0  # largest |value| ever written: tells when an int64 sum is exact
 
@@ -43,10 +49,19 @@ class NumericColumn:
     def write(self, rows: np.ndarray, values: np.ndarray, null: np.ndarray) -> None:
         keep = ~null
         written = values[keep]
+        if written.size and written.dtype.kind == "i":
+            lo, hi = int(written.min()), int(written.max())
+            self.max_abs = max(self.max_abs, -lo, hi)
+            if self.field.type is FieldType.INT:
+                self._fit_width(lo, hi)
         self.values[rows[keep]] = written
         self.present[rows] = keep
-        if written.size and written.dtype.kind == "i":
-            self.max_abs = max(self.max_abs, -int(written.min()), int(written.max()))
+
+    def _fit_width(self, lo: int, hi: int) -> None:
+        info = np.iinfo(self.values.dtype)
+        if lo < info.min or hi > info.max:
+            width = next(w for w in _INT_WIDTHS if np.iinfo(w).min <= lo and hi <= np.iinfo(w).max)
+            self.values = self.values.astype(width)
 
     def clear(self, rows: np.ndarray) -> None:
         self.present[rows] = False

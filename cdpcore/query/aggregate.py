@@ -74,12 +74,12 @@ def _reduce_values(func: str, vals: np.ndarray, where: np.ndarray | None, max_ab
     if func == "count":
         return k
     if func in ("sum", "avg"):
-        if vals.dtype == np.int64 and max_abs * max(len(vals), 1) >= 2 ** 63:
+        if vals.dtype.kind == "i" and max_abs * max(len(vals), 1) >= 2 ** 63:
             total = _exact_int_sum(vals, where)
         else:
             # multiply by the mask: branch-free, 3x faster than sum(where=) on random masks
             total = (vals * where).sum() if where is not None else vals.sum()
-            total = int(total) if vals.dtype == np.int64 else float(total)
+            total = int(total) if vals.dtype.kind == "i" else float(total)
         return [total, k]
     if k == 0:
         return None
@@ -251,7 +251,7 @@ def _agg_groups(shard: "Shard", agg: Agg, item_rows: np.ndarray, inv: np.ndarray
     if agg.func == "count":
         return k.tolist()
     if agg.func in ("sum", "avg"):
-        sums = _grouped_int_sum(vals, gi, g) if vals.dtype == np.int64 else \
+        sums = _grouped_int_sum(vals.astype(np.int64), gi, g) if vals.dtype.kind == "i" else \
             np.bincount(gi, weights=vals, minlength=g).tolist()
         return [[s, int(c)] for s, c in zip(sums, k.tolist())]
     return _grouped_extreme(agg.func, vals, gi, g, k)

@@ -28,7 +28,6 @@ _OPS: dict[str, Callable] = {
     "=": operator.eq, "!=": operator.ne, "<": operator.lt,
     "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-_INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
 # And switches from full scans to filtering gathered candidates below this density:
 # a gather costs a few times a sequential scan per element, so it wins well before 1/32.
 # Measured here: a fancy-index gather costs ~4 ns per element, a column scan ~0.25 ns.
@@ -203,7 +202,7 @@ class Evaluator:
         """Selectivity measured on an evenly spaced sample of rows (a few µs)."""
         if self.n == 0:
             return 0.0
-        sample = np.unique(np.linspace(0, self.n - 1, min(self.n, _SAMPLE)).astype(np.int64))
+        sample = np.arange(0, self.n, max(1, self.n // _SAMPLE), dtype=np.int64)
         return float(np.count_nonzero(self._filter_leaf(p, sample))) / len(sample)
 
     # ---- evaluation restricted to candidate rows -------------------------------------
@@ -282,20 +281,22 @@ def _codes_equal(codes: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def _compare_values(col: NumericColumn, op: str, value, vals: np.ndarray,
                     present: np.ndarray) -> np.ndarray:
-    op, value = _int_literal(op, value) if vals.dtype == np.int64 else (op, value)
+    op, value = _int_literal(op, value, vals.dtype) if vals.dtype.kind == "i" else (op, value)
     if value is None:  # literal outside the column's domain
         return present.copy() if op == "!=" else np.zeros(len(vals), dtype=bool)
     return present & _OPS[op](vals, value)
 
 
-def _int_literal(op: str, value):
-    """Rewrite an int-column comparison with a float or out-of-range literal into an
-    exact integer one (floats lose precision past 2**53). value None: nothing matches
-    (or, for !=, every present value does)."""
+def _int_literal(op: str, value, dtype: np.dtype):
+    """Rewrite an int-column comparison with a float literal, or one outside the
+    column's (possibly narrow) dtype, into an exact comparison within the dtype
+    (floats lose precision past 2**53; numpy must never wrap the literal).
+    value None: nothing matches (or, for !=, every present value does)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return op, value
+    lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
     if isinstance(value, float) and math.isinf(value):
-        value = _INT_MAX + 1 if value > 0 else _INT_MIN - 1
+        value = hi + 1 if value > 0 else lo - 1
     elif isinstance(value, float):
         if value != value:
             return op, None
@@ -309,17 +310,17 @@ def _int_literal(op: str, value):
         else:
             value = math.ceil(value) - 1 if op == "<" or not value.is_integer() else int(value)
             op = "<="
-    if value > _INT_MAX:
-        return ("<=", _INT_MAX) if op in ("<", "<=") else (("!=", None) if op == "!=" else (op, None))
-    if value < _INT_MIN:
-        return (">=", _INT_MIN) if op in (">", ">=") else (("!=", None) if op == "!=" else (op, None))
+    if value > hi:
+        return ("<=", hi) if op in ("<", "<=") else (("!=", None) if op == "!=" else (op, None))
+    if value < lo:
+        return (">=", lo) if op in (">", ">=") else (("!=", None) if op == "!=" else (op, None))
     return op, value
 
 
 def _inset_values(col: NumericColumn, p: InSet, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
     wanted = []
     for v in p.values:
-        op, v2 = _int_literal("=", v) if vals.dtype == np.int64 else ("=", v)
+        op, v2 = _int_literal("=", v, vals.dtype) if vals.dtype.kind == "i" else ("=", v)
         if v2 is not None:
             wanted.append(v2)
     hit = np.isin(vals, np.array(wanted, dtype=vals.dtype)) if wanted else np.zeros(len(vals), dtype=bool)
