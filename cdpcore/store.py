@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .arrays import distinct
 from .coerce import MISSING, FieldBatch
 from .errors import BatchError, RecordError, SchemaError
 from .ids import EncodedIds, check_id
+from . import routing
 from .ingest import Rejections, prepare
 from .query import aggregate, reduce as rd
 from .query.ir import Select
@@ -114,25 +114,9 @@ class Store:
         return UpsertResult(prepared.accepted, prepared.errors)
 
     def _route_upsert(self, enc: EncodedIds, batches: list[FieldBatch]) -> None:
-        """Send each shard its records; the per-shard gathers run in the worker threads."""
-        uid, uenc = _distinct(enc)
-        owner_u = self.slot_map.shard_of_hashes(uenc.hashes)
-        owner_rec = owner_u[uid]
-        local = np.empty(len(uenc), dtype=np.int64)  # id position within its shard's ids
-        jobs = []
-        for s, shard in enumerate(self.shards):
-            us = np.flatnonzero(owner_u == s)
-            if us.size:
-                local[us] = np.arange(us.size)
-                jobs.append((shard, us, np.flatnonzero(owner_rec == s)))
-
-        def apply(job: tuple[Shard, np.ndarray, np.ndarray]) -> None:
-            shard, us, recs = job
-            if len(us) == len(uenc):  # one shard owns the whole batch
-                shard.upsert(uenc, uid, batches)
-            else:
-                shard.upsert(uenc.take(us), local[uid[recs]], [b.take(recs) for b in batches])
-        self._map(apply, jobs)
+        """Apply each shard's part; its gathers run in the worker thread."""
+        parts = routing.split(enc, self.slot_map, len(self.shards))
+        self._map(lambda p: self.shards[p.shard].upsert(p.ids(), p.uid, p.batches(batches)), parts)
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
@@ -184,18 +168,6 @@ class Store:
 
 def _with_where(select: Select, where) -> Select:
     return replace(select, where=where)
-
-
-def _distinct(enc: EncodedIds) -> tuple[np.ndarray, EncodedIds]:
-    """(record → distinct id position, the distinct ids in first-seen order)."""
-    if len(distinct(enc.hashes)) == len(enc):  # distinct hashes imply distinct ids
-        return np.arange(len(enc)), enc
-    ids = enc.decode()
-    pos = {k: i for i, k in enumerate(dict.fromkeys(ids))}
-    uid = np.fromiter(map(pos.__getitem__, ids), dtype=np.int64, count=len(ids))
-    first = np.full(len(pos), len(ids), dtype=np.int64)
-    np.minimum.at(first, uid, np.arange(len(ids)))
-    return uid, enc.take(first)
 
 
 def _id_list(ids: Any) -> list:

@@ -1,0 +1,107 @@
+"""Wire formats for what shards exchange: write batches and partial query results.
+
+msgpack documents holding raw numpy buffers (dtype string + bytes), so a batch crosses
+a process boundary without per-record encoding. The same write-batch form is what a
+WAL record will hold (durability issue), which is why it lives in the engine.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .batch import TagSets
+from .coerce import FieldBatch
+from .errors import BatchError
+from .ids import EncodedIds
+from .query.reduce import Partial
+from .schema import Field, FieldType
+from .timestamps import EPOCH, from_datetime
+
+_EXT_DATETIME = 1
+_EXT_BIGINT = 2
+_INT_RANGE = (-(2 ** 63), 2 ** 64 - 1)
+
+
+# ---- numpy buffers ---------------------------------------------------------------------
+def _arr(a: np.ndarray | None) -> list | None:
+    return None if a is None else [a.dtype.str, np.ascontiguousarray(a).tobytes()]
+
+
+def _unarr(x: list | None) -> np.ndarray | None:
+    return None if x is None else np.frombuffer(x[1], dtype=np.dtype(x[0]))
+
+
+# ---- write batches -----------------------------------------------------------------------
+def encode_write(ids: EncodedIds, uid: np.ndarray, batches: list[FieldBatch]) -> bytes:
+    """One shard's part of a write: its distinct ids, record → id, field batches."""
+    doc = {
+        "ids": [_arr(ids.buf), _arr(ids.off), _arr(ids.hashes)],
+        "uid": _arr(uid),
+        "fields": [_encode_field(b) for b in batches],
+    }
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def decode_write(data: bytes) -> tuple[EncodedIds, np.ndarray, list[FieldBatch]]:
+    try:
+        doc = msgpack.unpackb(data, raw=False)
+        buf, off, hashes = (_unarr(x) for x in doc["ids"])
+        return EncodedIds(buf, off, hashes), _unarr(doc["uid"]), [_decode_field(f) for f in doc["fields"]]
+    except (KeyError, TypeError, ValueError, msgpack.ExtraData, msgpack.FormatError) as e:
+        raise BatchError(f"malformed write batch: {e}") from None
+
+
+def _encode_field(b: FieldBatch) -> dict:
+    doc = {"name": b.field.name, "type": b.field.type.value, "named": _arr(b.named),
+           "null": _arr(b.null), "values": _arr(b.values), "codes": _arr(b.codes),
+           "categories": b.categories}
+    if b.tags is not None:
+        doc["tags"] = [_arr(b.tags.offsets), _arr(b.tags.codes), list(b.tags.categories)]
+    return doc
+
+
+def _decode_field(doc: dict) -> FieldBatch:
+    tags = doc.get("tags")
+    return FieldBatch(
+        Field(doc["name"], FieldType(doc["type"])), _unarr(doc["named"]), _unarr(doc["null"]),
+        values=_unarr(doc["values"]), codes=_unarr(doc["codes"]), categories=doc["categories"],
+        tags=None if tags is None else TagSets(_unarr(tags[0]), _unarr(tags[1]), tags[2]))
+
+
+# ---- partial results ---------------------------------------------------------------------
+def encode_partial(p: Partial) -> bytes:
+    doc = {"kind": p.kind, "states": p.states,
+           "groups": [[list(k), s] for k, s in p.groups.items()],
+           "rows": [[list(r[0]), r[1], r[2], list(r[3])] for r in p.rows]}
+    return msgpack.packb(_to_wire(doc), use_bin_type=True)
+
+
+def decode_partial(data: bytes) -> Partial:
+    doc = msgpack.unpackb(data, raw=False, ext_hook=_ext_hook)
+    groups = {tuple(k): s for k, s in doc["groups"]}
+    rows = [(tuple(r[0]), r[1], r[2], tuple(r[3])) for r in doc["rows"]]
+    return Partial(doc["kind"], states=doc["states"], groups=groups, rows=rows)
+
+
+def _to_wire(obj: Any) -> Any:
+    """Values msgpack cannot carry: datetimes and ints beyond 64 bits (exact sums)."""
+    if isinstance(obj, dict):
+        return {k: _to_wire(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_wire(v) for v in obj]
+    if isinstance(obj, _dt.datetime):
+        return msgpack.ExtType(_EXT_DATETIME, from_datetime(obj).to_bytes(8, "little", signed=True))
+    if isinstance(obj, int) and not isinstance(obj, bool) and not _INT_RANGE[0] <= obj <= _INT_RANGE[1]:
+        return msgpack.ExtType(_EXT_BIGINT, str(obj).encode())
+    return obj
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_DATETIME:
+        return EPOCH + _dt.timedelta(microseconds=int.from_bytes(data, "little", signed=True))
+    if code == _EXT_BIGINT:
+        return int(data.decode())
+    return msgpack.ExtType(code, data)
