@@ -85,3 +85,13 @@ class ProfileNotFound(NotFound):
 
 class Overloaded(CdpError):
     """The engine refuses work it cannot take on now."""
+
+
+class Unavailable(CdpError):
+    """A part of the cluster needed for the answer cannot be reached; no partial
+    answer is given in its place."""
+
+
+class FailedPrecondition(CdpError):
+    """The request is valid but the target is not in a state to take it (e.g. a shard
+    asked for a slot it does not own: the caller should refresh its slot map)."""

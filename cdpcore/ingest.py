@@ -9,13 +9,13 @@ cannot even add a field to the schema.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .batch import Categorical, TagSets
 from .coerce import MISSING, FieldBatch, coerce
-from .errors import RecordError, SchemaError
+from .errors import BatchError, RecordError, SchemaError
 from .ids import MAX_ID_BYTES, EncodedIds, check_id
 from .schema import ID_FIELD, Field, Schema
 
@@ -42,6 +42,57 @@ class Rejections:
     def reject(self, index: int, fld: str | None, reason: str) -> None:
         self.errors.append(RecordError(index, fld, reason))
         self.bad[index] = True
+
+
+def columns_of_records(records: Sequence[Any]) -> tuple[list, dict[Any, list], Rejections]:
+    """Dict records → (ids, one list per named field with MISSING where a record does
+    not name it, rejections for records that are not mappings)."""
+    records = list(records)
+    rejections = Rejections(len(records))
+    if not set(map(type, records)) <= {dict}:
+        for i, r in enumerate(records):
+            if not isinstance(r, Mapping):
+                rejections.reject(i, None, f"record must be a mapping, got {type(r).__name__}")
+                records[i] = {}
+    ids = [r.get(ID_FIELD) for r in records]
+    names = set().union(*(r.keys() for r in records)) - {ID_FIELD}
+    columns = {name: [r.get(name, MISSING) for r in records] for name in sorted(names, key=str)}
+    return ids, columns, rejections
+
+
+def id_list(ids: Any) -> list:
+    """A batch's ids as a list; a bare string is refused, not split into characters."""
+    if isinstance(ids, (str, bytes)):
+        raise BatchError("ids must be a list of profile ids, not a single string")
+    return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+
+
+def check_columns(ids: Any, columns: Mapping[Any, Any]) -> list:
+    """Shape checks of a columnar batch (a wrong shape rejects the whole batch)."""
+    ids = id_list(ids)
+    if ID_FIELD in columns:
+        raise BatchError(f"{ID_FIELD!r} is given as the ids argument, not as a column")
+    for name, col in columns.items():
+        if isinstance(col, (str, bytes)) or not hasattr(col, "__len__"):
+            raise BatchError(f"column {name!r} must be an array or list, got {type(col).__name__}")
+        if len(col) != len(ids):
+            raise BatchError(f"column {name!r} has {len(col)} values for {len(ids)} ids")
+    return ids
+
+
+def write(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Rejections,
+          declare: Callable[[dict[str, Any]], Any], apply: Callable[["PreparedBatch"], None]) -> "PreparedBatch":
+    """Validate, declare the batch's new fields, apply: the write path of the embedded
+    store and of the router alike."""
+    prepared = prepare(schema, ids, columns, rejections)
+    if prepared.new_fields:
+        try:
+            declare({f.name: f.type for f in prepared.new_fields})
+        except SchemaError:  # another writer declared one first, differently: re-check
+            return write(schema, ids, columns, Rejections(len(ids)), declare, apply)
+    if prepared.accepted:
+        apply(prepared)
+    return prepared
 
 
 def prepare(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Rejections) -> PreparedBatch:

@@ -14,16 +14,15 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .coerce import MISSING, FieldBatch
-from .errors import BatchError, RecordError, SchemaError
+from .coerce import FieldBatch
+from .errors import BatchError, RecordError
 from .ids import EncodedIds, check_id
-from . import routing
-from .ingest import Rejections, prepare
+from . import ingest, routing
 from .query import aggregate, reduce as rd
 from .query.ir import Select
 from .query.parse import parse_select, parse_where
 from .query.rules import normalize
-from .schema import ID_FIELD, Field, FieldType, Schema
+from .schema import Field, FieldType, Schema
 from .shard import Shard
 from .slots import SlotMap
 
@@ -73,17 +72,7 @@ class Store:
     # ---- writes --------------------------------------------------------------------
     def upsert(self, records: Sequence[Mapping[str, Any]]) -> UpsertResult:
         """Upsert profiles given as dicts; each changes only the fields it names."""
-        records = list(records)
-        rejections = Rejections(len(records))
-        if not set(map(type, records)) <= {dict}:
-            for i, r in enumerate(records):
-                if not isinstance(r, Mapping):
-                    rejections.reject(i, None, f"record must be a mapping, got {type(r).__name__}")
-                    records[i] = {}
-        ids = [r.get(ID_FIELD) for r in records]
-        names = set().union(*(r.keys() for r in records)) - {ID_FIELD}
-        columns = {name: [r.get(name, MISSING) for r in records] for name in sorted(names, key=str)}
-        return self._ingest(ids, columns, rejections)
+        return self._ingest(*ingest.columns_of_records(records))
 
     def upsert_columns(self, ids: Sequence[str] | np.ndarray,
                        columns: Mapping[str, Any]) -> UpsertResult:
@@ -92,25 +81,12 @@ class Store:
         A column is a numpy array, a MaskedArray (masked = null), a list (None = null),
         a `Categorical` (string) or `TagSets` (string_set); see cdpcore.batch.
         """
-        ids = _id_list(ids)
-        if ID_FIELD in columns:
-            raise BatchError(f"{ID_FIELD!r} is given as the ids argument, not as a column")
-        for name, col in columns.items():
-            if isinstance(col, (str, bytes)) or not hasattr(col, "__len__"):
-                raise BatchError(f"column {name!r} must be an array or list, got {type(col).__name__}")
-            if len(col) != len(ids):
-                raise BatchError(f"column {name!r} has {len(col)} values for {len(ids)} ids")
-        return self._ingest(ids, dict(columns), Rejections(len(ids)))
+        ids = ingest.check_columns(ids, columns)
+        return self._ingest(ids, dict(columns), ingest.Rejections(len(ids)))
 
-    def _ingest(self, ids: list, columns: dict[str, Any], rejections: Rejections) -> UpsertResult:
-        prepared = prepare(self.schema, ids, columns, rejections)
-        if prepared.new_fields:
-            try:
-                self.schema.declare({f.name: f.type for f in prepared.new_fields})
-            except SchemaError:  # another writer declared it first, differently: re-check
-                return self._ingest(ids, columns, Rejections(len(ids)))
-        if prepared.accepted:
-            self._route_upsert(prepared.enc, prepared.batches)
+    def _ingest(self, ids: list, columns: dict[str, Any], rejections: ingest.Rejections) -> UpsertResult:
+        prepared = ingest.write(self.schema, ids, columns, rejections, self.schema.declare,
+                                lambda p: self._route_upsert(p.enc, p.batches))
         return UpsertResult(prepared.accepted, prepared.errors)
 
     def _route_upsert(self, enc: EncodedIds, batches: list[FieldBatch]) -> None:
@@ -120,7 +96,7 @@ class Store:
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
-        ids = list(dict.fromkeys(_id_list(ids)))
+        ids = list(dict.fromkeys(ingest.id_list(ids)))
         bad = [i for i in ids if check_id(i) is not None]
         if bad:
             raise BatchError(f"invalid profile_id {bad[0]!r}: {check_id(bad[0])}")
@@ -168,10 +144,3 @@ class Store:
 
 def _with_where(select: Select, where) -> Select:
     return replace(select, where=where)
-
-
-def _id_list(ids: Any) -> list:
-    """A batch's ids as a list; a bare string is refused, not split into characters."""
-    if isinstance(ids, (str, bytes)):
-        raise BatchError("ids must be a list of profile ids, not a single string")
-    return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)

@@ -76,11 +76,11 @@ def encode_partial(p: Partial) -> bytes:
     doc = {"kind": p.kind, "states": p.states,
            "groups": [[list(k), s] for k, s in p.groups.items()],
            "rows": [[list(r[0]), r[1], r[2], list(r[3])] for r in p.rows]}
-    return msgpack.packb(_to_wire(doc), use_bin_type=True)
+    return pack(doc)
 
 
 def decode_partial(data: bytes) -> Partial:
-    doc = msgpack.unpackb(data, raw=False, ext_hook=_ext_hook)
+    doc = unpack(data)
     groups = {tuple(k): s for k, s in doc["groups"]}
     rows = [(tuple(r[0]), r[1], r[2], tuple(r[3])) for r in doc["rows"]]
     return Partial(doc["kind"], states=doc["states"], groups=groups, rows=rows)
@@ -105,3 +105,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_BIGINT:
         return int(data.decode())
     return msgpack.ExtType(code, data)
+
+
+# ---- small documents (profiles, schemas) ---------------------------------------------------
+def pack(obj: Any) -> bytes:
+    """msgpack with datetimes and big ints carried (profiles, schema maps)."""
+    return msgpack.packb(_to_wire(obj), use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, ext_hook=_ext_hook)

@@ -371,3 +371,8 @@ def _id_ranks(shard: "Shard", rows: np.ndarray) -> np.ndarray:
 
 
 
+
+
+def ids_where(shard: "Shard", where) -> list[str]:
+    """Every matching profile id, in row order (ListIds, exports)."""
+    return shard.index.ids_of(Evaluator(shard).evaluate(where).rows())
