@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import xxhash
@@ -26,7 +26,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MIN_US = -62135596800 * 1_000_000           # 0001-01-01T00:00:00Z
 MAX_US = 253402300799 * 1_000_000 + 999_999  # 9999-12-31T23:59:59.999999Z
 SECOND_US = 1_000_000
-DAY_US = 86_400 * SECOND_US
+MINUTE_US, HOUR_US, DAY_US = 60 * SECOND_US, 3600 * SECOND_US, 86_400 * SECOND_US
 FIXED_NOW = 1_773_576_000.0                   # 2026-03-15T12:00:00Z, what the stores' clock says
 NOW_US = int(FIXED_NOW) * SECOND_US
 SLOTS = 16384
@@ -81,7 +81,7 @@ VALUES = {"int": ints, "float": floats, "bool": st.booleans(), "string": strings
 
 def values(ftype: str, nullable: bool = True) -> st.SearchStrategy:
     base = VALUES[ftype]
-    return st.one_of(st.none(), base, base) if nullable else base
+    return st.one_of(st.none(), base, base, base) if nullable else base
 
 
 # ----------------------------------------------------------------------------------
@@ -173,9 +173,11 @@ class UpsertColumns:
 
     def apply(self, store, oracle: Oracle) -> None:
         r = store.upsert_columns(self.ids, self.columns)
-        assert not r.errors, r.errors
-        assert r.accepted == len(self.valid), (r.accepted, len(self.valid))
-        oracle.upsert(self.valid)
+        bad = {i for i, v in enumerate(self.valid) if v is None}
+        got_bad = {tuple(e)[0] for e in r.errors}
+        assert got_bad == bad, f"rejected rows {sorted(got_bad)}, expected {sorted(bad)}: {r.errors}"
+        assert r.accepted == len(self.valid) - len(bad), (r.accepted, len(self.valid), bad)
+        oracle.upsert(v for v in self.valid if v is not None)
 
 
 @dataclass
@@ -192,12 +194,17 @@ class Delete:
 
 @dataclass
 class Bulk:
-    """A large columnar batch from a seeded RNG, sized on capacity-doubling edges."""
+    """A large columnar batch from a seeded RNG, sized on capacity-doubling edges.
+
+    String columns draw from `categories` distinct values (code-width edges: int8 holds
+    127 codes); `categories` 0 means every row gets its own value.
+    """
     n: int
     start: int
     seed: int
     fields: tuple[str, ...]
-    schema: dict[str, str] = field(repr=False)
+    categories: int = 4
+    schema: dict[str, str] = field(repr=False, default_factory=dict)
 
     def apply(self, store, oracle: Oracle) -> None:
         ids, columns, valid = self.materialize()
@@ -211,19 +218,23 @@ class Bulk:
         valid = [{"profile_id": pid} for pid in ids]
         columns = {}
         for name in self.fields:
-            column, normalised = _bulk_column(rng, self.schema[name], self.n)
+            column, normalised = _bulk_column(rng, self.schema[name], self.n, self.categories)
             columns[name] = column
             for rec, v in zip(valid, normalised):
                 rec[name] = v
         return ids, columns, valid
 
 
-def _bulk_column(rng: np.random.Generator, ftype: str, n: int):
+def _bulk_column(rng: np.random.Generator, ftype: str, n: int, categories: int = 4):
     null = rng.random(n) < 0.2
     if ftype == "string":
-        codes = rng.integers(-1, 4, n)
-        cats = ["a", "b", "日本", "O'Brien"]
         from cdpcore.batch import Categorical
+        if categories == 0:
+            cats = [f"v{i}" for i in range(n)]
+            codes = np.where(null, -1, rng.permutation(n))
+        else:
+            cats = (["a", "b", "日本", "O'Brien"] + [f"v{i}" for i in range(categories)])[:categories]
+            codes = np.where(null, -1, rng.integers(0, categories, n))
         return Categorical(codes, cats), [None if c < 0 else cats[c] for c in codes.tolist()]
     if ftype == "string_set":
         from cdpcore.batch import TagSets
@@ -255,12 +266,14 @@ def schemas(min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[dict[str,
 
 
 @st.composite
-def record_batches(draw, schema: dict[str, str], max_size: int = 8, poison: bool = True) -> UpsertRecords:
+def record_batches(draw, schema: dict[str, str], min_size: int = 1, max_size: int = 8,
+                   poison: bool = True) -> UpsertRecords:
     names = list(schema)
     records, valid = [], []
-    for _ in range(draw(st.integers(0, max_size))):
+    for _ in range(draw(st.integers(min_size, max_size))):
         pid = draw(profile_ids)
-        named = draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names)))
+        named = names if draw(st.booleans()) else draw(
+            st.lists(st.sampled_from(names), unique=True, max_size=len(names)))
         raw, norm = {"profile_id": pid}, {"profile_id": pid}
         for name in named:
             norm[name] = draw(values(schema[name]))
@@ -278,10 +291,15 @@ def record_batches(draw, schema: dict[str, str], max_size: int = 8, poison: bool
 
 
 @st.composite
-def column_input(draw, ftype: str, vals: list) -> Any:
-    """One column of normalised values in one of the accepted columnar shapes."""
+def column_input(draw, ftype: str, vals: list, implied: bool = False) -> Any:
+    """One column of normalised values in one of the accepted columnar shapes.
+
+    `implied`: only shapes whose dtype or first value implies `ftype` (for inference).
+    """
     from cdpcore.batch import Categorical, TagSets
     nulls = [v is None for v in vals]
+    if implied:
+        return draw(_implied_column(ftype, vals))
     forms = ["list", "masked"] if ftype != "string_set" else ["list", "tagsets"]
     if not any(nulls) and ftype in ("int", "float", "bool", "timestamp"):
         forms.append("array")
@@ -321,7 +339,8 @@ def column_input(draw, ftype: str, vals: list) -> Any:
         codes = np.array([-1 if v is None else cats.index(v) for v in vals], dtype=np.int64)
         return Categorical(codes, cats)
     # tagsets
-    cats = list(dict.fromkeys(draw(st.permutations(sorted({t for v in vals if v for t in v})))))
+    present = sorted({t for v in vals if v for t in v})
+    cats = list(dict.fromkeys(draw(st.permutations(present + draw(st.lists(st.sampled_from(TAG_POOL), max_size=1))))))
     lists = [sorted(v) if v else [] for v in vals]
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in lists])]).astype(np.int64)
     codes = np.array([cats.index(t) for tags in lists for t in tags], dtype=np.int32)
@@ -329,31 +348,68 @@ def column_input(draw, ftype: str, vals: list) -> Any:
     return TagSets(offsets, codes, cats, null)
 
 
+def plain_value(ftype: str, value: Any) -> Any:
+    """A normalised value as the plain Python object whose type implies `ftype`."""
+    if value is None:
+        return None
+    if ftype == "timestamp":
+        return to_datetime(value)
+    return sorted(value) if ftype == "string_set" else value
+
+
 @st.composite
-def column_batches(draw, schema: dict[str, str], max_size: int = 10) -> UpsertColumns:
-    ids = draw(st.lists(profile_ids, max_size=max_size))
+def _implied_column(draw, ftype: str, vals: list) -> Any:
+    from cdpcore.batch import Categorical, TagSets
+    nulls = np.array([v is None for v in vals], dtype=bool)
+    forms = ["list"] + {"string": ["categorical"], "string_set": ["tagsets"]}.get(ftype, ["masked"])
+    form = draw(st.sampled_from(forms))
+    if form == "list":
+        return [plain_value(ftype, v) for v in vals]
+    if form == "masked":
+        dtype = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": "datetime64[us]"}[ftype]
+        return np.ma.MaskedArray(np.array([0 if v is None else v for v in vals], dtype=dtype), mask=nulls)
+    if form == "categorical":
+        cats = sorted({v for v in vals if v is not None}) or ["unused"]
+        return Categorical(np.array([-1 if v is None else cats.index(v) for v in vals], dtype=np.int64), cats)
+    cats = sorted({t for v in vals if v for t in v})
+    lists = [sorted(v) if v else [] for v in vals]
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in lists])]).astype(np.int64)
+    return TagSets(offsets, np.array([cats.index(t) for tags in lists for t in tags], dtype=np.int32), cats, nulls)
+
+
+@st.composite
+def column_batches(draw, schema: dict[str, str], min_size: int = 0, max_size: int = 10,
+                   poison: bool = True, implied: bool = False) -> UpsertColumns:
+    ids = draw(st.lists(profile_ids, min_size=min_size, max_size=max_size))
     named = draw(st.lists(st.sampled_from(list(schema)), unique=True, max_size=len(schema)))
-    valid = [{"profile_id": pid} for pid in ids]
+    valid: list[dict | None] = [{"profile_id": pid} for pid in ids]
     columns = {}
     for name in named:
         vals = [draw(values(schema[name])) for _ in ids]
-        columns[name] = draw(column_input(schema[name], vals))
+        columns[name] = draw(column_input(schema[name], vals, implied))
         for rec, v in zip(valid, vals):
             rec[name] = v
+    lists = [name for name in named if isinstance(columns[name], list)]
+    if poison and ids and lists and draw(st.integers(0, 4)) == 0:       # one bad value rejects its row only
+        name, i = draw(st.sampled_from(lists)), draw(st.integers(0, len(ids) - 1))
+        columns[name][i] = BAD_VALUE[schema[name]]
+        valid[i] = None
     if ids and draw(st.booleans()):
         ids = np.array(ids, dtype=str)
     return UpsertColumns(ids, columns, valid)
 
 
 deletes = st.lists(profile_ids, unique=True, max_size=5).map(Delete)
-BULK_SIZES = [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 2049]
+BULK_SIZES = [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 2049, 3073]
+BULK_CATEGORIES = [1, 4, 9, 127, 128, 129, 300, 0]   # 8/9: small negated IN scans codes
 
 
 @st.composite
 def bulks(draw, schema: dict[str, str]) -> Bulk:
     names = draw(st.lists(st.sampled_from(list(schema)), unique=True, max_size=len(schema)))
     return Bulk(draw(st.sampled_from(BULK_SIZES)), draw(st.integers(0, 1100)),
-                draw(st.integers(0, 2**32 - 1)), tuple(names), dict(schema))
+                draw(st.integers(0, 2**32 - 1)), tuple(names), draw(st.sampled_from(BULK_CATEGORIES)),
+                dict(schema))
 
 
 def operations(schema: dict[str, str], bulk: bool = True) -> st.SearchStrategy:
@@ -370,7 +426,8 @@ class Scenario:
 @st.composite
 def scenarios(draw, max_ops: int = 5, bulk: bool = True) -> Scenario:
     schema = draw(schemas())
-    return Scenario(schema, draw(st.lists(operations(schema, bulk), min_size=1, max_size=max_ops)))
+    first = draw(st.one_of(record_batches(schema), column_batches(schema, min_size=1)))
+    return Scenario(schema, [first] + draw(st.lists(operations(schema, bulk), max_size=max_ops - 1)))
 
 
 def replay(store, oracle: Oracle, scenario: Scenario) -> None:
@@ -409,17 +466,30 @@ def _float_sql(x: float) -> str:
 
 
 @st.composite
-def timestamp_literal(draw) -> tuple[str, int]:
-    """A timestamp literal in one of the documented forms, with its value in µs."""
-    form = draw(st.sampled_from(["date", "iso", "iso_z", "iso_space", "iso_offset", "keyword",
-                                 "epoch", "epoch_half", "now"]))
+def timestamp_literal(draw, us: int | None = None) -> tuple[str, int]:
+    """A timestamp literal in one of the documented forms, with its value in µs.
+
+    Given `us`, renders exactly that instant in a form that can spell it.
+    """
+    forms = ["iso", "iso_z", "iso_space", "iso_offset", "keyword"]
+    if us is None or (us - NOW_US) % MINUTE_US == 0 and abs(us - NOW_US) <= 400 * DAY_US:
+        forms.append("now")
+    if us is None or us % DAY_US == 0:
+        forms.append("date")
+    if us is None or us % SECOND_US == 0:
+        forms.append("epoch")
+    if us is None or us % (SECOND_US // 2) == 0:
+        forms.append("epoch_half")
+    form = draw(st.sampled_from(forms))
     if form == "now":
-        days = draw(st.integers(-60, 60))
-        if days == 0:
+        if us is None:
+            us = NOW_US + draw(st.integers(-60, 60)) * DAY_US + draw(st.sampled_from([0, 0, 0, HOUR_US, -90 * MINUTE_US]))
+        offset = us - NOW_US
+        if offset == 0 and draw(st.booleans()):
             return "now()", NOW_US
-        unit = "day" if abs(days) == 1 else "days"
-        return f"now() {'+' if days > 0 else '-'} INTERVAL '{abs(days)} {unit}'", NOW_US + days * DAY_US
-    us = draw(timestamps)
+        interval = draw(interval_sql(abs(offset)))
+        return f"now() {'-' if offset < 0 else '+'} {interval}", us
+    us = draw(timestamps) if us is None else us
     if form == "date":
         us -= us % DAY_US
         return sql_string(to_datetime(us).date().isoformat()), us
@@ -438,23 +508,74 @@ def timestamp_literal(draw) -> tuple[str, int]:
     return ("TIMESTAMP " if form == "keyword" else "") + sql_string(text), us
 
 
-def literals(ftype: str) -> st.SearchStrategy[tuple[str, Any]]:
-    """(SQL text, value in the field's domain) for a literal compared with an `ftype` field."""
+@st.composite
+def interval_sql(draw, us: int) -> str:
+    """`INTERVAL …` spelling a non-negative whole number of minutes `us`, in DuckDB's forms."""
+    days, rest = divmod(us, DAY_US)
+    hours, rest = divmod(rest, HOUR_US)
+    minutes = rest // MINUTE_US
+    forms = [f"'{us // MINUTE_US} minutes'", f"'{us // SECOND_US} seconds'"]
+    if us % HOUR_US == 0:
+        forms += [f"'{us // HOUR_US} hours'", f"{us // HOUR_US} HOUR"]
+    if us % DAY_US == 0:
+        forms += [f"'{days} {'day' if days == 1 else 'days'}'", f"'{days} day'", f"{days} DAY",
+                  f"'{days}' DAY"]
+        if days % 7 == 0:
+            forms.append(f"'{days // 7} weeks'")
+    elif days and minutes == 0:
+        forms.append(f"'{days} days {hours} hours'")
+    return "INTERVAL " + draw(st.sampled_from(forms))
+
+
+_BOOL_SQL = {True: ["TRUE", "true"], False: ["FALSE", "false"]}
+
+
+def literal_of(ftype: str, value: Any) -> st.SearchStrategy[tuple[str, Any]]:
+    """A literal spelling exactly `value` (normalised) for an `ftype` field."""
     if ftype == "int":
-        return st.one_of(
+        return st.just((str(value), value))
+    if ftype == "float":
+        return st.just((_float_sql(value), value))
+    if ftype == "bool":
+        return st.sampled_from(_BOOL_SQL[value]).map(lambda t: (t, value))
+    if ftype == "string":
+        return st.just((sql_string(value), value))
+    return timestamp_literal(value)
+
+
+def literals(ftype: str, pool: Sequence[Any] = ()) -> st.SearchStrategy[tuple[str, Any]]:
+    """(SQL text, value in the field's domain) for a literal compared with an `ftype` field.
+
+    `pool` holds values the data actually has, so equality, IN and ranges hit often.
+    """
+    if ftype == "int":
+        base = st.one_of(
             ints.map(lambda v: (str(v), v)),
             st.integers(-4000, 4000).map(lambda i: (_float_sql(i / 4), i / 4)),   # age > 30.5
             st.integers(-5, 5).map(lambda i: (f"{i}.0", i)))
-    if ftype == "float":
-        return st.one_of(floats.map(lambda v: (_float_sql(v), v)),
+    elif ftype == "float":
+        base = st.one_of(floats.map(lambda v: (_float_sql(v), v)),
                          st.integers(-5, 5).map(lambda i: (str(i), float(i))))
-    if ftype == "bool":
-        return st.sampled_from([("TRUE", True), ("FALSE", False), ("true", True), ("false", False)])
-    if ftype == "string":
-        return strings.map(lambda s: (sql_string(s), s))
-    if ftype == "timestamp":
-        return timestamp_literal()
-    raise ValueError(ftype)
+    elif ftype == "bool":
+        base = st.booleans().flatmap(lambda b: literal_of("bool", b))
+    elif ftype == "string":
+        base = strings.map(lambda s: (sql_string(s), s))
+    else:
+        base = timestamp_literal()
+    if not pool:
+        return base
+    pooled = st.sampled_from(list(pool)).flatmap(lambda v: literal_of(ftype, v))
+    return st.one_of(base, pooled, pooled)
+
+
+def value_pools(rows: Iterable[Mapping[str, Any]], schema: Mapping[str, str], limit: int = 64) -> dict:
+    """Per field, up to `limit` distinct values present in `rows` (tags for string_set)."""
+    pools: dict[str, set] = {name: set() for name in schema}
+    for row in rows:
+        for name, value in row.items():
+            if name in pools and value is not None and len(pools[name]) < limit:
+                pools[name].update(value if schema[name] == "string_set" else [value])
+    return {name: sorted(vals, key=repr) for name, vals in pools.items()}
 
 
 _OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<>": lambda a, b: a != b,
@@ -463,18 +584,19 @@ _OPS = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<>": lambda a, b: 
 
 
 @st.composite
-def compare_leaf(draw, name: str, ftype: str) -> Cond:
+def compare_leaf(draw, name: str, ftype: str, pool: Sequence[Any] = ()) -> Cond:
     op = draw(st.sampled_from(list(_OPS)))
-    text, lit = draw(literals(ftype))
+    text, lit = draw(literals(ftype, pool))
     fn = _OPS[op]
+    ref = f'"{name}"' if draw(st.integers(0, 7)) == 0 else name      # a quoted identifier
     if draw(st.booleans()):
-        return Cond(f"{name} {op} {text}", lambda r: None if r.get(name) is None else fn(r[name], lit))
-    return Cond(f"{text} {op} {name}", lambda r: None if r.get(name) is None else fn(lit, r[name]))
+        return Cond(f"{ref} {op} {text}", lambda r: None if r.get(name) is None else fn(r[name], lit))
+    return Cond(f"{text} {op} {ref}", lambda r: None if r.get(name) is None else fn(lit, r[name]))
 
 
 @st.composite
-def between_leaf(draw, name: str, ftype: str) -> Cond:
-    (lo_sql, lo), (hi_sql, hi) = draw(literals(ftype)), draw(literals(ftype))
+def between_leaf(draw, name: str, ftype: str, pool: Sequence[Any] = ()) -> Cond:
+    (lo_sql, lo), (hi_sql, hi) = draw(literals(ftype, pool)), draw(literals(ftype, pool))
     if draw(st.booleans()):
         return Cond(f"{name} BETWEEN {lo_sql} AND {hi_sql}", lambda r: between3(r.get(name), lo, hi))
     return Cond(f"{name} NOT BETWEEN {lo_sql} AND {hi_sql}",
@@ -482,8 +604,8 @@ def between_leaf(draw, name: str, ftype: str) -> Cond:
 
 
 @st.composite
-def in_leaf(draw, name: str, ftype: str) -> Cond:
-    items = draw(st.lists(literals(ftype), min_size=1, max_size=4))
+def in_leaf(draw, name: str, ftype: str, pool: Sequence[Any] = ()) -> Cond:
+    items = draw(st.lists(literals(ftype, pool), min_size=1, max_size=4))
     text = ", ".join(t for t, _ in items)
     lits = [v for _, v in items]
     if draw(st.booleans()):
@@ -491,13 +613,30 @@ def in_leaf(draw, name: str, ftype: str) -> Cond:
     return Cond(f"{name} NOT IN ({text})", lambda r: not3(in3(r.get(name), lits)))
 
 
+def _patterns_from(pool: Sequence[str]) -> st.SearchStrategy[str]:
+    """LIKE patterns made from a present value: a wildcarded prefix, suffix or char, or its case flipped."""
+    @st.composite
+    def derive(draw):
+        text = draw(st.sampled_from(list(pool)))
+        i = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["prefix", "suffix", "one", "case"]))
+        if kind == "case":                        # LIKE must miss it, ILIKE must hit it
+            return text.swapcase()[:i] + "%"
+        if kind == "prefix":
+            return text[:i] + "%"
+        if kind == "suffix":
+            return "%" + text[i:]
+        return text[:i] + "_" + text[i + 1:] if i < len(text) else text + "%"
+    return derive()
+
+
 like_patterns = st.one_of(st.sampled_from(["%", "", "a%", "%b", "_", "__", "%a%", "San%", "%'%", "%\\%"]),
                           st.text("ab%_A'é ", max_size=5))
 
 
 @st.composite
-def like_leaf(draw, name: str, ftype: str) -> Cond:
-    pattern = draw(like_patterns)
+def like_leaf(draw, name: str, ftype: str, pool: Sequence[Any] = ()) -> Cond:
+    pattern = draw(like_patterns | _patterns_from(pool) if pool else like_patterns)
     negated, ci = draw(st.booleans()), draw(st.booleans())
     op = ("NOT " if negated else "") + ("ILIKE" if ci else "LIKE")
     if negated:
@@ -506,22 +645,23 @@ def like_leaf(draw, name: str, ftype: str) -> Cond:
 
 
 @st.composite
-def is_null_leaf(draw, name: str, ftype: str) -> Cond:
+def is_null_leaf(draw, name: str, ftype: str, pool: Sequence[Any] = ()) -> Cond:
     if draw(st.booleans()):
         return Cond(f"{name} IS NULL", lambda r: r.get(name) is None)
     return Cond(f"{name} IS NOT NULL", lambda r: r.get(name) is not None)
 
 
 @st.composite
-def has_leaf(draw, name: str, ftype: str) -> Cond:
+def has_leaf(draw, name: str, ftype: str, pool: Sequence[Any] = ()) -> Cond:
     func = draw(st.sampled_from(["has", "has_any", "has_all"]))
-    tags = draw(st.lists(st.sampled_from(TAG_POOL), min_size=1, max_size=1 if func == "has" else 3))
+    tags = draw(st.lists(st.sampled_from(list(dict.fromkeys([*pool, *TAG_POOL]))),
+                         min_size=1, max_size=1 if func == "has" else 3))
     mode = "all" if func == "has_all" else "any"
     args = ", ".join(sql_string(t) for t in tags)
     return Cond(f"{func}({name}, {args})", lambda r: has3(r.get(name), tags, mode))
 
 
-def bare_bool_leaf(name: str, ftype: str) -> st.SearchStrategy[Cond]:
+def bare_bool_leaf(name: str, ftype: str, pool: Sequence[Any] = ()) -> st.SearchStrategy[Cond]:
     return st.just(Cond(name, lambda r: bool3(r.get(name))))
 
 
@@ -536,8 +676,9 @@ LEAVES = {
 constants = st.sampled_from([Cond("TRUE", lambda r: True), Cond("FALSE", lambda r: False)])
 
 
-def leaves(schema: dict[str, str]) -> st.SearchStrategy[Cond]:
-    per_field = [leaf(name, ftype) for name, ftype in schema.items() for leaf in LEAVES[ftype]]
+def leaves(schema: dict[str, str], pools: Mapping[str, Sequence[Any]]) -> st.SearchStrategy[Cond]:
+    per_field = [leaf(name, ftype, tuple(pools.get(name, ())))
+                 for name, ftype in schema.items() for leaf in LEAVES[ftype]]
     return st.one_of(*per_field, constants) if per_field else constants
 
 
@@ -562,9 +703,11 @@ def _not(draw, children: st.SearchStrategy[Cond]) -> Cond:
     return Cond(f"NOT {_wrap(draw, child, NOT_PREC)}", lambda r: not3(child.pred(r)), NOT_PREC)
 
 
-def conditions(schema: dict[str, str], max_leaves: int = 6) -> st.SearchStrategy[Cond]:
+def conditions(schema: dict[str, str], pools: Mapping[str, Sequence[Any]] | None = None,
+               max_leaves: int = 6) -> st.SearchStrategy[Cond]:
+    """Random condition trees over `schema`; `pools` (see value_pools) steers literals to the data."""
     return st.recursive(
-        leaves(schema),
+        leaves(schema, pools or {}),
         lambda children: st.one_of(_and_or(children, True), _and_or(children, False), _not(children)),
         max_leaves=max_leaves)
 
@@ -640,9 +783,9 @@ limits = st.one_of(st.none(), st.integers(0, 12))
 
 
 @st.composite
-def listing_selects(draw, schema: dict[str, str]) -> Query:
+def listing_selects(draw, schema: dict[str, str], pools: Mapping | None = None) -> Query:
     """`SELECT profile_id, fields | * … [ORDER BY] [LIMIT] [OFFSET]`."""
-    where = draw(st.none() | conditions(schema))
+    where = draw(st.none() | conditions(schema, pools))
     names = list(schema)
     if draw(st.integers(0, 5)) == 0:
         outputs = None
@@ -671,11 +814,12 @@ def agg_exprs(schema: dict[str, str], exact_only: bool = False) -> list[Agg]:
 
 
 @st.composite
-def aggregate_selects(draw, schema: dict[str, str]) -> Query:
+def aggregate_selects(draw, schema: dict[str, str], pools: Mapping | None = None) -> Query:
     """`SELECT count(*), sum(f), avg(f), min(f), max(f) … WHERE …` (one row)."""
-    where = draw(st.none() | conditions(schema))
+    where = draw(st.none() | conditions(schema, pools))
     aggs = draw(st.lists(st.sampled_from(agg_exprs(schema)), min_size=1, max_size=5, unique=True))
-    spec = SelectSpec(_aliases(draw, aggs), where and where.pred)
+    limit, offset = draw(st.sampled_from([(None, None)] * 6 + [(0, None), (1, None), (None, 1), (1, 1)]))
+    spec = SelectSpec(_aliases(draw, aggs), where and where.pred, limit=limit, offset=offset)
     return _query(spec, where)
 
 
@@ -683,12 +827,12 @@ GROUPABLE = ("string", "bool", "string_set")
 
 
 @st.composite
-def group_selects(draw, schema: dict[str, str]) -> Query:
+def group_selects(draw, schema: dict[str, str], pools: Mapping | None = None) -> Query:
     """`SELECT keys…, aggs… GROUP BY keys ORDER BY … LIMIT …`; falls back to aggregates."""
     groupable = [n for n, t in schema.items() if t in GROUPABLE]
     if not groupable:
-        return draw(aggregate_selects(schema))
-    where = draw(st.none() | conditions(schema))
+        return draw(aggregate_selects(schema, pools))
+    where = draw(st.none() | conditions(schema, pools))
     keys = draw(st.lists(st.sampled_from(groupable), min_size=1, max_size=2, unique=True))
     aggs = draw(st.lists(st.sampled_from(agg_exprs(schema)), max_size=3, unique=True))
     outputs = _aliases(draw, [Col(k) for k in keys] + aggs)
@@ -701,5 +845,46 @@ def group_selects(draw, schema: dict[str, str]) -> Query:
     return _query(spec, where)
 
 
-def selects(schema: dict[str, str]) -> st.SearchStrategy[Query]:
-    return st.one_of(listing_selects(schema), aggregate_selects(schema), group_selects(schema))
+def selects(schema: dict[str, str], pools: Mapping | None = None) -> st.SearchStrategy[Query]:
+    return st.one_of(listing_selects(schema, pools), aggregate_selects(schema, pools),
+                     group_selects(schema, pools))
+
+
+# ----------------------------------------------------------------------------------
+# Text the engine must refuse with a QueryError, and token soup it must never crash on.
+
+_BAD_LITERALS = {"int": ["'x'", "TRUE", "'2020-01-01'"], "float": ["'x'", "FALSE"],
+                 "bool": ["1", "'x'", "0.5"], "string": ["3", "TRUE", "-1.5"],
+                 "timestamp": ["TRUE", "'not a date'", "'2026-13-01'"]}
+
+
+def ill_typed(schema: dict[str, str]) -> st.SearchStrategy[str]:
+    """A condition with one documented error: type mismatch, unknown field/function, bad INTERVAL."""
+    options = [st.just("zz_nofield9 = 1"), st.just("nofunc9(1)")]
+    for name, ftype in schema.items():
+        if ftype in _BAD_LITERALS:
+            bad = st.sampled_from(_BAD_LITERALS[ftype])
+            options += [bad.map(lambda b, n=name: f"{n} = {b}"), bad.map(lambda b, n=name: f"{b} < {n}"),
+                        bad.map(lambda b, n=name: f"{n} NOT IN ({b})"),
+                        st.just(f"has({name}, 'a')")]
+        if ftype == "string_set":
+            options += [st.sampled_from([f"{name} = 'a'", f"{name} IN ('a')", f"{name} LIKE 'a%'"])]
+        if ftype not in ("string", "string_set"):
+            options.append(st.just(f"{name} LIKE 'a%'"))
+        if ftype != "bool":
+            options.append(st.just(name))
+        if ftype == "timestamp":
+            options.append(st.just(f"{name} > now() - INTERVAL '1 month'"))
+    return st.one_of(options)
+
+
+SOUP = ["1", "-2", "1.5", "'a'", "''", "'2026-01-01'", "TRUE", "FALSE", "NULL", "AND", "OR", "NOT", "IN",
+        "BETWEEN", "LIKE", "ILIKE", "IS", "(", ")", ",", "=", "!=", "<", ">=", "has(", "has_all(", "now()",
+        "INTERVAL", "'1 day'", "count(*)", "sum(", "*", "+", "-", "SELECT", "FROM", "profiles", "WHERE",
+        "GROUP BY", "ORDER BY", "LIMIT", "OFFSET", "DESC", "NULLS FIRST", "event_count(", "in_segment(",
+        "'30d'", "CAST(", "AS", "::", ";", '"x"', "[", "]", "{", "}", "?", "$1", "/*", "--", "profile_id",
+        "TIMESTAMP", "'9999-12-31T23:59:59Z'", "99999999999999999999", "1e400", "E'\\n'", "x'00'", "ALL"]
+
+
+def token_soup(schema: dict[str, str]) -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(SOUP + list(schema)), max_size=12).map(" ".join)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import click
 
+from .cluster import cluster
+from .data import profile, query
 from .demo import demo
+from .serve import router, serve, shard
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,7 +15,8 @@ def cli() -> None:
     """cdpcore: an in-memory customer-profile store with SQL segments."""
 
 
-cli.add_command(demo)
+for command in (demo, serve, shard, router, query, profile, cluster):
+    cli.add_command(command)
 
 
 def main() -> None:

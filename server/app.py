@@ -1,0 +1,82 @@
+"""Process assembly: build a shard or router gRPC server (health checking and
+reflection on), bind it (port 0 picks a free port, for tests) and serve until
+SIGTERM/SIGINT, then stop gracefully.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.cluster import Cluster
+from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc, profile_store_pb2, profile_store_pb2_grpc
+from server.pb.cdp.v1 import shard_pb2, shard_pb2_grpc
+from server.router_service import AdminService, ProfileStoreService
+from server.shard_service import ShardService
+
+log = logging.getLogger("cdp.server")
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024   # larger requests get RESOURCE_EXHAUSTED
+INTERNAL_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+def _server(max_receive: int, workers: int) -> grpc.Server:
+    options = [("grpc.max_receive_message_length", max_receive),
+               ("grpc.max_send_message_length", INTERNAL_MESSAGE_BYTES),
+               ("grpc.so_reuseport", 0)]
+    return grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+
+
+def _finish(server: grpc.Server, address: str, services: list[str]) -> int:
+    """Health + reflection, then bind; returns the bound port."""
+    checker = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    for name in services + [""]:
+        checker.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(services + [reflection.SERVICE_NAME, health.SERVICE_NAME], server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return port
+
+
+def build_shard(host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.Server, int, ShardService]:
+    service = ShardService()
+    server = _server(INTERNAL_MESSAGE_BYTES, workers=16)
+    shard_pb2_grpc.add_ShardStoreServicer_to_server(service, server)
+    name = shard_pb2.DESCRIPTOR.services_by_name["ShardStore"].full_name
+    return server, _finish(server, f"{host}:{port}", [name]), service
+
+
+def build_router(shards: list[str], host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.Server, int, Cluster]:
+    cluster = Cluster(shards)
+    cluster.connect()
+    server = _server(MAX_REQUEST_BYTES, workers=32)
+    profile_store_pb2_grpc.add_ProfileStoreServicer_to_server(ProfileStoreService(cluster), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(cluster), server)
+    names = [profile_store_pb2.DESCRIPTOR.services_by_name["ProfileStore"].full_name,
+             admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name]
+    return server, _finish(server, f"{host}:{port}", names), cluster
+
+
+def run_until_signalled(server: grpc.Server, ready: Callable[[], None], grace: float = 5.0) -> None:
+    """Start, announce readiness, block; SIGTERM or SIGINT stops accepting calls and
+    lets running ones finish for up to `grace` seconds. The handlers are in place
+    before `ready` runs, so a signal sent right after the announcement is graceful too."""
+    stopped = threading.Event()
+
+    def stop(signum, frame) -> None:
+        log.info("signal %s: stopping (grace %.0fs)", signum, grace)
+        stopped.set()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.start()
+    ready()
+    stopped.wait()
+    server.stop(grace).wait()

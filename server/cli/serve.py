@@ -1,0 +1,81 @@
+"""`cdp serve`, `cdp shard`, `cdp router`: run cluster processes (operators)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import click
+
+from server import app
+
+DEFAULT_ADDR = "127.0.0.1:7070"
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+def shard(host: str, port: int) -> None:
+    """Run one shard process (it may live on another host than the router)."""
+    server, bound, _ = app.build_shard(host, port)
+    app.run_until_signalled(server, lambda: _ready(f"{host}:{bound}"))
+
+
+@click.command()
+@click.option("--shard", "shards", multiple=True, required=True, help="Shard address host:port (repeat).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=7070, show_default=True)
+def router(shards: tuple[str, ...], host: str, port: int) -> None:
+    """Run a router over shards that are already running."""
+    server, bound, cluster = app.build_router(list(shards), host, port)
+    try:
+        app.run_until_signalled(server, lambda: _ready(f"{host}:{bound}"))
+    finally:
+        cluster.close()
+
+
+@click.command()
+@click.option("--shards", "n_shards", default=2, show_default=True, help="Shard processes to start.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=7070, show_default=True)
+def serve(n_shards: int, host: str, port: int) -> None:
+    """Start N shard processes and a router in front of them (a local cluster)."""
+    children = [start_shard_process(host) for _ in range(n_shards)]
+    try:
+        addresses = [address for _, address in children]
+        server, bound, cluster = app.build_router(addresses, host, port)
+        click.echo(f"shards: {', '.join(addresses)}", err=True)
+        app.run_until_signalled(server, lambda: _ready(f"{host}:{bound}"))
+        cluster.close()
+    finally:
+        stop_processes([p for p, _ in children])
+
+
+def start_shard_process(host: str, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
+    """Start `cdp shard` on a free port; returns (process, address) once it is ready."""
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "shard", "--host", host, "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    line = proc.stdout.readline()  # blocks until the child prints READY (or exits)
+    if not line.startswith("READY ") or time.monotonic() > deadline:
+        proc.kill()
+        raise click.ClickException(f"shard process did not start (said {line.strip()!r})")
+    return proc, line.split()[1]
+
+
+def stop_processes(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _ready(address: str) -> None:
+    """The line launchers and tests wait for, instead of sleeping."""
+    click.echo(f"READY {address}", nl=True)
+    sys.stdout.flush()

@@ -1,0 +1,170 @@
+"""Cluster represents the router's view of the shards: clients, slot map and schema.
+
+It runs the engine's own write path (`ingest.write`: validate, declare, split by slot)
+and ships each shard its part; queries are parsed here once (so errors come back fast
+and positioned), executed on every shard in parallel, and merged by the engine's
+reducer. The public servicers are thin layers over these methods.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from cdpcore import routing, wire
+from cdpcore.errors import BatchError, ProfileNotFound
+from cdpcore.ids import EncodedIds, check_id
+from cdpcore.ingest import PreparedBatch, Rejections, write
+from cdpcore.query import reduce as rd
+from cdpcore.query.parse import parse_select, parse_where
+from cdpcore.query.reduce import Partial
+from cdpcore.schema import Schema
+from cdpcore.slots import SlotMap
+from cdpcore.store import DeleteResult, QueryResult, UpsertResult
+from server.pb.cdp.v1 import shard_pb2 as pb
+from server.shard_client import ShardClient
+
+
+@dataclass
+class ShardHealth:
+    address: str
+    healthy: bool
+    error: str = ""
+    slots: list[int] | None = None
+    profiles: int = 0
+    memory_bytes: int = 0
+
+
+class Cluster:
+    """Safe for concurrent use: the schema locks itself, clients are thread-safe."""
+
+    def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time) -> None:
+        if not addresses:
+            raise ValueError("a cluster needs at least one shard address")
+        self.clients = [ShardClient(a) for a in addresses]
+        self.slot_map = SlotMap.even(len(addresses))
+        self.schema = Schema()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(addresses)),
+                                        thread_name_prefix="cdp-fanout")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        for c in self.clients:
+            c.close()
+
+    def connect(self) -> None:
+        """Give every shard its slots and agree on one schema (the union of theirs)."""
+        for i, client in enumerate(self.clients):
+            slots = self.slot_map.slots_of_shard(i).tolist()
+            client.call("Assign", pb.ShardAssignRequest(slots=slots, epoch=self.slot_map.epoch))
+        for reply in self._fanout(lambda c: c.call("Schema", pb.ShardStatusRequest()), self.clients):
+            self.schema.declare(wire.unpack(reply.fields))
+        if self.schema.fields():
+            self.define(self.schema.to_dict())
+
+    # ---- schema --------------------------------------------------------------------
+    def define(self, spec: Mapping[str, Any]) -> None:
+        """Declare fields here and on every shard (shards first: they must accept it)."""
+        fields = {name: getattr(t, "value", t) for name, t in spec.items()}
+        request = pb.ShardDefineRequest(fields=wire.pack(fields))
+        self._fanout(lambda c: c.call("Define", request), self.clients)
+        self.schema.declare(fields)
+
+    # ---- writes --------------------------------------------------------------------
+    def upsert(self, ids: list, columns: dict[Any, Any], rejections: Rejections) -> UpsertResult:
+        prepared = write(self.schema, ids, columns, rejections, self.define, self._apply)
+        return UpsertResult(prepared.accepted, prepared.errors)
+
+    def _apply(self, prepared: PreparedBatch) -> None:
+        parts = routing.split(prepared.enc, self.slot_map, len(self.clients))
+        epoch = self.slot_map.epoch
+
+        def send(part: routing.ShardPart) -> None:
+            batch = wire.encode_write(part.ids(), part.uid, part.batches(prepared.batches))
+            self.clients[part.shard].call("Apply", pb.ApplyRequest(batch=batch, epoch=epoch))
+        self._fanout(send, parts)
+
+    def delete(self, ids: list[str]) -> DeleteResult:
+        ids = list(dict.fromkeys(ids))
+        for pid in ids:
+            if (reason := check_id(pid)) is not None:
+                raise BatchError(f"invalid profile_id {pid!r}: {reason}")
+        if not ids:
+            return DeleteResult(0)
+        enc = EncodedIds.encode(ids)
+        owner = self.slot_map.shard_of_hashes(enc.hashes)
+        found = np.zeros(len(ids), dtype=bool)
+
+        def remove(s: int) -> None:
+            sel = np.flatnonzero(owner == s)
+            reply = self.clients[s].call("Delete", pb.ShardIdsRequest(ids=[ids[i] for i in sel]))
+            found[sel] = reply.found
+        self._fanout(remove, sorted(set(owner.tolist())))
+        return DeleteResult(int(found.sum()), [ids[i] for i in np.flatnonzero(~found).tolist()])
+
+    # ---- reads ---------------------------------------------------------------------
+    def get_profile(self, profile_id: str) -> dict[str, Any]:
+        if (reason := check_id(profile_id)) is not None:
+            raise BatchError(reason)
+        enc = EncodedIds.encode([profile_id])
+        client = self.clients[int(self.slot_map.shard_of_hashes(enc.hashes)[0])]
+        profile = wire.unpack(client.call("Get", pb.ShardIdsRequest(ids=[profile_id])).profiles)[0]
+        if profile is None:
+            raise ProfileNotFound(f"profile {profile_id!r} not found")
+        return profile
+
+    def query(self, sql: str) -> QueryResult:
+        """A SELECT, or a bare WHERE condition answered as a count."""
+        now_us = int(self._clock() * 1_000_000)
+        if _is_select(sql):
+            select = parse_select(sql, self.schema, now_us)
+            request = pb.ExecuteRequest(sql=sql, now_us=now_us, epoch=self.slot_map.epoch)
+            merged = rd.merge_all(select, self._partials(request))
+            return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema))
+        parse_where(sql, self.schema, now_us)  # refuse bad text before fanning out
+        request = pb.ExecuteRequest(sql=sql, count_only=True, now_us=now_us, epoch=self.slot_map.epoch)
+        return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request)),)])
+
+    def _partials(self, request: pb.ExecuteRequest) -> list[Partial]:
+        replies = self._fanout(lambda c: c.call("Execute", request), self.clients)
+        return [wire.decode_partial(r.partial) for r in replies]
+
+    def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:
+        now_us = int(self._clock() * 1_000_000)
+        parse_where(where, self.schema, now_us)
+        request = pb.ShardListIdsRequest(where=where, batch_size=batch_size, now_us=now_us)
+        for client in self.clients:
+            for batch in client.stream("ListIds", request):
+                yield list(batch.ids)
+
+    def health(self) -> list[ShardHealth]:
+        def probe(client: ShardClient) -> ShardHealth:
+            try:
+                s = client.ping()
+            except Exception as e:  # noqa: BLE001 - a status report shows every failure
+                return ShardHealth(client.address, False, str(e))
+            return ShardHealth(client.address, True, "", list(s.slots), s.profiles, s.memory_bytes)
+        return self._fanout(probe, self.clients)
+
+    # ---- fan-out -------------------------------------------------------------------
+    def _fanout(self, fn: Callable[[Any], Any], items: list) -> list:
+        """Run fn on every item in parallel; the first failure is raised (never a
+        partial answer), after every call has finished."""
+        futures = [self._pool.submit(fn, x) for x in items]
+        results, error = [], None
+        for f in futures:
+            try:
+                results.append(f.result())
+            except Exception as e:  # noqa: BLE001 - re-raised below
+                error = error or e
+        if error is not None:
+            raise error
+        return results
+
+
+def _is_select(sql: str) -> bool:
+    return sql.lstrip().lstrip("(").lstrip()[:6].lower() == "select"

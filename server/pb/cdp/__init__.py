@@ -1,0 +1,1 @@
+"""GENERATED package for the protobuf package `cdp` (see server/codegen.py)."""

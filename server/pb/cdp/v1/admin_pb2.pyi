@@ -1,0 +1,47 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SlotRange(_message.Message):
+    __slots__ = ("first", "last")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    last: int
+    def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ...) -> None: ...
+
+class ShardStatus(_message.Message):
+    __slots__ = ("address", "healthy", "error", "slots_owned", "slot_ranges", "profiles", "memory_bytes")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_OWNED_FIELD_NUMBER: _ClassVar[int]
+    SLOT_RANGES_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    healthy: bool
+    error: str
+    slots_owned: int
+    slot_ranges: _containers.RepeatedCompositeFieldContainer[SlotRange]
+    profiles: int
+    memory_bytes: int
+    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ..., slots_owned: _Optional[int] = ..., slot_ranges: _Optional[_Iterable[_Union[SlotRange, _Mapping]]] = ..., profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+
+class ClusterStatusResponse(_message.Message):
+    __slots__ = ("slot_map_epoch", "shards", "profiles")
+    SLOT_MAP_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    slot_map_epoch: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardStatus]
+    profiles: int
+    def __init__(self, slot_map_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., profiles: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,240 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StringList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Value(_message.Message):
+    __slots__ = ("null_value", "int_value", "float_value", "bool_value", "string_value", "timestamp_us", "tags", "timestamp_text")
+    NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_TEXT_FIELD_NUMBER: _ClassVar[int]
+    null_value: bool
+    int_value: int
+    float_value: float
+    bool_value: bool
+    string_value: str
+    timestamp_us: int
+    tags: StringList
+    timestamp_text: str
+    def __init__(self, null_value: _Optional[bool] = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., string_value: _Optional[str] = ..., timestamp_us: _Optional[int] = ..., tags: _Optional[_Union[StringList, _Mapping]] = ..., timestamp_text: _Optional[str] = ...) -> None: ...
+
+class Profile(_message.Message):
+    __slots__ = ("profile_id", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    fields: _containers.MessageMap[str, Value]
+    def __init__(self, profile_id: _Optional[str] = ..., fields: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class Int64Column(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, values: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DoubleColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class BoolColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, values: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class StringColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DictColumn(_message.Message):
+    __slots__ = ("dictionary", "codes")
+    DICTIONARY_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    dictionary: _containers.RepeatedScalarFieldContainer[str]
+    codes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dictionary: _Optional[_Iterable[str]] = ..., codes: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TagColumn(_message.Message):
+    __slots__ = ("dictionary", "codes", "counts")
+    DICTIONARY_FIELD_NUMBER: _ClassVar[int]
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    dictionary: _containers.RepeatedScalarFieldContainer[str]
+    codes: _containers.RepeatedScalarFieldContainer[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dictionary: _Optional[_Iterable[str]] = ..., codes: _Optional[_Iterable[int]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Column(_message.Message):
+    __slots__ = ("name", "nulls", "ints", "floats", "bools", "strings", "dict", "timestamps_us", "timestamp_texts", "tags", "int64_le", "float64_le")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NULLS_FIELD_NUMBER: _ClassVar[int]
+    INTS_FIELD_NUMBER: _ClassVar[int]
+    FLOATS_FIELD_NUMBER: _ClassVar[int]
+    BOOLS_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_FIELD_NUMBER: _ClassVar[int]
+    DICT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_US_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    INT64_LE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT64_LE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    nulls: bytes
+    ints: Int64Column
+    floats: DoubleColumn
+    bools: BoolColumn
+    strings: StringColumn
+    dict: DictColumn
+    timestamps_us: Int64Column
+    timestamp_texts: StringColumn
+    tags: TagColumn
+    int64_le: bytes
+    float64_le: bytes
+    def __init__(self, name: _Optional[str] = ..., nulls: _Optional[bytes] = ..., ints: _Optional[_Union[Int64Column, _Mapping]] = ..., floats: _Optional[_Union[DoubleColumn, _Mapping]] = ..., bools: _Optional[_Union[BoolColumn, _Mapping]] = ..., strings: _Optional[_Union[StringColumn, _Mapping]] = ..., dict: _Optional[_Union[DictColumn, _Mapping]] = ..., timestamps_us: _Optional[_Union[Int64Column, _Mapping]] = ..., timestamp_texts: _Optional[_Union[StringColumn, _Mapping]] = ..., tags: _Optional[_Union[TagColumn, _Mapping]] = ..., int64_le: _Optional[bytes] = ..., float64_le: _Optional[bytes] = ...) -> None: ...
+
+class ColumnBatch(_message.Message):
+    __slots__ = ("ids", "columns")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    columns: _containers.RepeatedCompositeFieldContainer[Column]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
+
+class UpsertRequest(_message.Message):
+    __slots__ = ("profiles", "columns")
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    profiles: _containers.RepeatedCompositeFieldContainer[Profile]
+    columns: ColumnBatch
+    def __init__(self, profiles: _Optional[_Iterable[_Union[Profile, _Mapping]]] = ..., columns: _Optional[_Union[ColumnBatch, _Mapping]] = ...) -> None: ...
+
+class RecordError(_message.Message):
+    __slots__ = ("index", "field", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    field: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UpsertResponse(_message.Message):
+    __slots__ = ("accepted", "errors")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    errors: _containers.RepeatedCompositeFieldContainer[RecordError]
+    def __init__(self, accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ...) -> None: ...
+
+class DeleteProfilesRequest(_message.Message):
+    __slots__ = ("profile_ids",)
+    PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    profile_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, profile_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteProfilesResponse(_message.Message):
+    __slots__ = ("deleted", "not_found")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetProfileRequest(_message.Message):
+    __slots__ = ("profile_id",)
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    def __init__(self, profile_id: _Optional[str] = ...) -> None: ...
+
+class GetProfileResponse(_message.Message):
+    __slots__ = ("profile",)
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    profile: Profile
+    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("sql",)
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    def __init__(self, sql: _Optional[str] = ...) -> None: ...
+
+class Row(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("columns", "rows", "elapsed_ms")
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    rows: _containers.RepeatedCompositeFieldContainer[Row]
+    elapsed_ms: float
+    def __init__(self, columns: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class ListIdsRequest(_message.Message):
+    __slots__ = ("where", "batch_size")
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    where: str
+    batch_size: int
+    def __init__(self, where: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class IdBatch(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FieldSpec(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+
+class GetSchemaRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DefineFieldsRequest(_message.Message):
+    __slots__ = ("fields",)
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
+    def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ...) -> None: ...
+
+class SchemaResponse(_message.Message):
+    __slots__ = ("fields", "strict")
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
+    strict: bool
+    def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., strict: _Optional[bool] = ...) -> None: ...

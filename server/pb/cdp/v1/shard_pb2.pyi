@@ -1,0 +1,108 @@
+from server.pb.cdp.v1 import profile_store_pb2 as _profile_store_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ApplyRequest(_message.Message):
+    __slots__ = ("batch", "epoch")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    batch: bytes
+    epoch: int
+    def __init__(self, batch: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ApplyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExecuteRequest(_message.Message):
+    __slots__ = ("sql", "count_only", "now_us", "epoch")
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NOW_US_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    sql: str
+    count_only: bool
+    now_us: int
+    epoch: int
+    def __init__(self, sql: _Optional[str] = ..., count_only: _Optional[bool] = ..., now_us: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ExecuteResponse(_message.Message):
+    __slots__ = ("partial",)
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    partial: bytes
+    def __init__(self, partial: _Optional[bytes] = ...) -> None: ...
+
+class ShardDefineRequest(_message.Message):
+    __slots__ = ("fields", "strict")
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
+    fields: bytes
+    strict: bool
+    def __init__(self, fields: _Optional[bytes] = ..., strict: _Optional[bool] = ...) -> None: ...
+
+class ShardSchemaResponse(_message.Message):
+    __slots__ = ("fields", "strict")
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
+    fields: bytes
+    strict: bool
+    def __init__(self, fields: _Optional[bytes] = ..., strict: _Optional[bool] = ...) -> None: ...
+
+class ShardIdsRequest(_message.Message):
+    __slots__ = ("ids", "epoch")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    epoch: int
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ShardGetResponse(_message.Message):
+    __slots__ = ("profiles",)
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    profiles: bytes
+    def __init__(self, profiles: _Optional[bytes] = ...) -> None: ...
+
+class ShardDeleteResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, found: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class ShardListIdsRequest(_message.Message):
+    __slots__ = ("where", "batch_size", "now_us")
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NOW_US_FIELD_NUMBER: _ClassVar[int]
+    where: str
+    batch_size: int
+    now_us: int
+    def __init__(self, where: _Optional[str] = ..., batch_size: _Optional[int] = ..., now_us: _Optional[int] = ...) -> None: ...
+
+class ShardStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardStatusResponse(_message.Message):
+    __slots__ = ("profiles", "memory_bytes", "slots", "epoch")
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    profiles: int
+    memory_bytes: int
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    epoch: int
+    def __init__(self, profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ShardAssignRequest(_message.Message):
+    __slots__ = ("slots", "epoch")
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    epoch: int
+    def __init__(self, slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,108 @@
+"""ProfileStore and Admin servicers: decode, call one Cluster method, encode."""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from cdpcore.errors import RecordError
+from cdpcore.ingest import Rejections, check_columns, columns_of_records
+from cdpcore.store import UpsertResult
+from server import codec
+from server.cluster import Cluster
+from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc
+from server.pb.cdp.v1 import profile_store_pb2 as pb
+from server.pb.cdp.v1 import profile_store_pb2_grpc
+from server.status import rpc
+
+
+class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    @rpc
+    def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
+        return codec.upsert_response(self._upsert(request, 0))
+
+    @rpc
+    def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context) -> pb.UpsertResponse:
+        total = UpsertResult(0, [])
+        offset = 0
+        for request in requests:
+            result = self._upsert(request, offset)
+            total.accepted += result.accepted
+            total.errors += result.errors
+            offset += len(request.profiles) + len(request.columns.ids)
+        return codec.upsert_response(total)
+
+    def _upsert(self, request: pb.UpsertRequest, offset: int) -> UpsertResult:
+        """Rows first, then the columnar batch; error indexes count across both."""
+        results = []
+        if request.profiles:
+            ids, columns, rejections = columns_of_records(codec.records_from_profiles(request.profiles))
+            results.append((offset, self.cluster.upsert(ids, columns, rejections)))
+        if request.columns.ids:
+            timestamps = codec.timestamp_fields_of(self.cluster.schema)
+            ids, columns = codec.columns_from_batch(request.columns, timestamps)
+            ids = check_columns(ids, columns)
+            shifted = offset + len(request.profiles)
+            results.append((shifted, self.cluster.upsert(ids, columns, Rejections(len(ids)))))
+        errors = [RecordError(e.index + base, e.field, e.reason) for base, r in results for e in r.errors]
+        return UpsertResult(sum(r.accepted for _, r in results), errors)
+
+    @rpc
+    def GetProfile(self, request: pb.GetProfileRequest, context) -> pb.GetProfileResponse:
+        return pb.GetProfileResponse(profile=codec.profile_message(self.cluster.get_profile(request.profile_id)))
+
+    @rpc
+    def DeleteProfiles(self, request: pb.DeleteProfilesRequest, context) -> pb.DeleteProfilesResponse:
+        result = self.cluster.delete(list(request.profile_ids))
+        return pb.DeleteProfilesResponse(deleted=result.deleted, not_found=result.not_found)
+
+    @rpc
+    def Query(self, request: pb.QueryRequest, context) -> pb.QueryResponse:
+        started = time.perf_counter()
+        result = self.cluster.query(request.sql)
+        return codec.query_response(result, (time.perf_counter() - started) * 1000)
+
+    @rpc
+    def ListIds(self, request: pb.ListIdsRequest, context) -> Iterator[pb.IdBatch]:
+        for ids in self.cluster.list_ids(request.where, request.batch_size):
+            yield pb.IdBatch(ids=ids)
+
+    @rpc
+    def GetSchema(self, request: pb.GetSchemaRequest, context) -> pb.SchemaResponse:
+        return self._schema()
+
+    @rpc
+    def DefineFields(self, request: pb.DefineFieldsRequest, context) -> pb.SchemaResponse:
+        self.cluster.define({f.name: f.type for f in request.fields})
+        return self._schema()
+
+    def _schema(self) -> pb.SchemaResponse:
+        fields = [pb.FieldSpec(name=f.name, type=f.type.value) for f in self.cluster.schema.fields()]
+        return pb.SchemaResponse(fields=fields, strict=self.cluster.schema.strict)
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    @rpc
+    def ClusterStatus(self, request: admin_pb2.ClusterStatusRequest, context) -> admin_pb2.ClusterStatusResponse:
+        shards = [admin_pb2.ShardStatus(
+            address=h.address, healthy=h.healthy, error=h.error, slots_owned=len(h.slots or []),
+            slot_ranges=[admin_pb2.SlotRange(first=a, last=b) for a, b in slot_ranges(h.slots or [])],
+            profiles=h.profiles, memory_bytes=h.memory_bytes) for h in self.cluster.health()]
+        return admin_pb2.ClusterStatusResponse(slot_map_epoch=self.cluster.slot_map.epoch, shards=shards,
+                                               profiles=sum(s.profiles for s in shards))
+
+
+def slot_ranges(slots: list[int]) -> list[tuple[int, int]]:
+    """Sorted slots as inclusive (first, last) runs, as Redis CLUSTER SLOTS shows them."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(slots):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out

@@ -1,0 +1,56 @@
+"""ShardClient: a typed wrapper over one shard's ShardStore stub.
+
+One long-lived channel per shard (never one per call); every call has a deadline; a
+transport failure becomes Unavailable naming the shard, and a status the shard chose
+is passed on unchanged (RemoteError), so the router never invents a partial answer.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import grpc
+
+from cdpcore.errors import Unavailable
+from server.pb.cdp.v1 import shard_pb2 as pb
+from server.pb.cdp.v1 import shard_pb2_grpc
+from server.status import RemoteError
+
+MAX_MESSAGE = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE)]
+_TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+              grpc.StatusCode.CANCELLED)
+
+
+class ShardClient:
+    def __init__(self, address: str, timeout: float = 60.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.stub = shard_pb2_grpc.ShardStoreStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        return self._guard(lambda: getattr(self.stub, method)(request, timeout=timeout or self.timeout))
+
+    def stream(self, method: str, request: Any) -> Iterator[Any]:
+        responses = self._guard(lambda: getattr(self.stub, method)(request, timeout=self.timeout))
+        while True:
+            item = self._guard(lambda: next(responses, None))
+            if item is None:
+                return
+            yield item
+
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details() or ""
+            if code in _TRANSPORT:
+                raise Unavailable(f"shard {self.address} is unavailable: {details or code.name}") from None
+            raise RemoteError(code, details) from None
+
+    def ping(self, timeout: float = 2.0) -> pb.ShardStatusResponse:
+        return self.call("Status", pb.ShardStatusRequest(), timeout=timeout)

@@ -1,0 +1,129 @@
+"""ShardStore servicer: one cdpcore Shard in its own process, driven by the router.
+
+Each method decodes, calls one engine method, encodes (STYLE practice 2). The shard
+keeps its own copy of the schema (the router declares fields on every shard before it
+sends values for them) and the set of slots it owns with the slot-map epoch.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+from typing import Iterator
+
+import numpy as np
+
+from cdpcore import wire
+from cdpcore.errors import FailedPrecondition
+from cdpcore.ids import EncodedIds
+from cdpcore.query import aggregate
+from cdpcore.query.parse import parse_select, parse_where
+from cdpcore.query.reduce import Partial
+from cdpcore.query.rules import normalize
+from cdpcore.schema import Schema
+from cdpcore.shard import Shard
+from cdpcore.slots import N_SLOTS, slots_of_hashes
+from server.pb.cdp.v1 import profile_store_pb2 as ps
+from server.pb.cdp.v1 import shard_pb2 as pb
+from server.pb.cdp.v1 import shard_pb2_grpc
+from server.status import rpc
+
+
+class ShardService(shard_pb2_grpc.ShardStoreServicer):
+    def __init__(self) -> None:
+        self.schema = Schema()
+        self.shard = Shard(self.schema)
+        self.owned = np.zeros(N_SLOTS, dtype=bool)
+        self.epoch = 0
+        self._lock = threading.Lock()  # guards owned/epoch
+
+    # ---- writes --------------------------------------------------------------------
+    @rpc
+    def Apply(self, request: pb.ApplyRequest, context) -> pb.ApplyResponse:
+        ids, uid, batches = wire.decode_write(request.batch)
+        self._check_owned(ids.hashes)
+        for b in batches:
+            self.schema.declare({b.field.name: b.field.type})  # same type or SchemaError
+        self.shard.upsert(ids, uid, batches)
+        return pb.ApplyResponse()
+
+    @rpc
+    def Delete(self, request: pb.ShardIdsRequest, context) -> pb.ShardDeleteResponse:
+        found = self.shard.delete(EncodedIds.encode(list(request.ids)))
+        return pb.ShardDeleteResponse(found=found.tolist())
+
+    @rpc
+    def Define(self, request: pb.ShardDefineRequest, context) -> pb.ShardSchemaResponse:
+        self.schema.declare(wire.unpack(request.fields))
+        return self._schema_response()
+
+    @rpc
+    def Assign(self, request: pb.ShardAssignRequest, context) -> pb.ShardStatusResponse:
+        owned = np.zeros(N_SLOTS, dtype=bool)
+        owned[np.asarray(request.slots, dtype=np.int64)] = True
+        with self._lock:
+            self.owned, self.epoch = owned, request.epoch
+        return self._status()
+
+    # ---- reads ---------------------------------------------------------------------
+    @rpc
+    def Execute(self, request: pb.ExecuteRequest, context) -> pb.ExecuteResponse:
+        if request.count_only:
+            where = normalize(parse_where(request.sql, self.schema, request.now_us))
+            count = self.shard.read(lambda sh: aggregate.count_where(sh, where))
+            return pb.ExecuteResponse(partial=wire.encode_partial(Partial("aggregate", states=[count])))
+        select = parse_select(request.sql, self.schema, request.now_us)
+        select = replace(select, where=normalize(select.where))
+        partial = self.shard.read(lambda sh: aggregate.run_select(sh, select))
+        return pb.ExecuteResponse(partial=wire.encode_partial(partial))
+
+    @rpc
+    def Get(self, request: pb.ShardIdsRequest, context) -> pb.ShardGetResponse:
+        profiles = self.shard.get(EncodedIds.encode(list(request.ids)))
+        return pb.ShardGetResponse(profiles=wire.pack(profiles))
+
+    @rpc
+    def ListIds(self, request: pb.ShardListIdsRequest, context) -> Iterator[ps.IdBatch]:
+        where = normalize(parse_where(request.where, self.schema, request.now_us))
+        size = request.batch_size or 10_000
+        ids = self.shard.read(lambda sh: aggregate.ids_where(sh, where))
+        for start in range(0, len(ids), size):
+            yield ps.IdBatch(ids=ids[start:start + size])
+
+    @rpc
+    def Schema(self, request: pb.ShardStatusRequest, context) -> pb.ShardSchemaResponse:
+        return self._schema_response()
+
+    @rpc
+    def Status(self, request: pb.ShardStatusRequest, context) -> pb.ShardStatusResponse:
+        return self._status()
+
+    # ---- helpers -------------------------------------------------------------------
+    def _check_owned(self, hashes: np.ndarray) -> None:
+        """Refuse writes for slots this shard does not own (the router's map is stale)."""
+        slots = slots_of_hashes(hashes)
+        with self._lock:
+            stray = slots[~self.owned[slots]]
+            epoch = self.epoch
+        if stray.size:
+            raise FailedPrecondition(
+                f"MOVED: slot {int(stray[0])} is not owned by this shard (epoch {epoch}); "
+                "refresh the slot map")
+
+    def _schema_response(self) -> pb.ShardSchemaResponse:
+        return pb.ShardSchemaResponse(fields=wire.pack(self.schema.to_dict()), strict=self.schema.strict)
+
+    def _status(self) -> pb.ShardStatusResponse:
+        with self._lock:
+            slots, epoch = np.flatnonzero(self.owned).tolist(), self.epoch
+        return pb.ShardStatusResponse(profiles=len(self.shard), memory_bytes=rss_bytes(),
+                                      slots=slots, epoch=epoch)
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,97 @@
+"""A Store driven by random operations stays equal to the oracle after every step.
+
+After pyroaring's SetComparison machine (STYLE practice 15): each rule does the same
+thing to the engine and to the dict-of-dicts oracle; the invariant asks both a set of
+questions that together cover every stored value (a full `SELECT *` listing, counts,
+group-bys, profiles by id). Rules for identify, track, snapshot + reopen and add shard
+join when the engine has them.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from oracle import Agg, Col, Oracle, Output, SelectSpec, assert_same
+from strategies import (FIELD_TYPES, GROUPABLE, ID_POOL, Delete, bulks, clock, column_batches, conditions,
+                        deletes, field_names, record_batches, schemas, selects, value_pools)
+
+
+class StoreVsOracle(RuleBasedStateMachine):
+    @initialize(shards=st.sampled_from([1, 2, 5]), schema=schemas(max_size=4))
+    def setup(self, shards, schema):
+        from cdpcore import Store
+        self.store, self.oracle = Store(shards=shards, clock=clock), Oracle()
+        self.store.define_fields(schema)
+        self.oracle.define(schema)
+
+    # -- writes ---------------------------------------------------------------------
+    @rule(data=st.data())
+    def upsert_records(self, data):
+        data.draw(record_batches(self.oracle.schema), label="batch").apply(self.store, self.oracle)
+
+    @rule(data=st.data())
+    def upsert_columns(self, data):
+        data.draw(column_batches(self.oracle.schema), label="columns").apply(self.store, self.oracle)
+
+    @rule(op=deletes)
+    def delete(self, op: Delete):
+        op.apply(self.store, self.oracle)
+
+    @precondition(lambda self: len(self.oracle.rows) < 3000)
+    @rule(data=st.data())
+    def bulk_load(self, data):
+        data.draw(bulks(self.oracle.schema), label="bulk").apply(self.store, self.oracle)
+
+    @rule(name=field_names, ftype=st.sampled_from(FIELD_TYPES))
+    def define_field(self, name, ftype):
+        """New fields start all-null on existing profiles; a type change is refused."""
+        from cdpcore.errors import SchemaError
+        old = self.oracle.schema.get(name)
+        if old is not None and old != ftype:
+            with pytest.raises(SchemaError):
+                self.store.define_fields({name: ftype})
+            return
+        self.store.define_fields({name: ftype})
+        self.oracle.define({name: ftype})
+
+    # -- reads ----------------------------------------------------------------------
+    def pools(self) -> dict:
+        return value_pools(self.oracle.rows.values(), self.oracle.schema)
+
+    @rule(data=st.data())
+    def count_where(self, data):
+        cond = data.draw(conditions(self.oracle.schema, self.pools()), label="where")
+        assert_same(f"count({cond.sql!r})", self.oracle.count(cond.pred), self.store.count(cond.sql))
+
+    @rule(data=st.data())
+    def select(self, data):
+        query = data.draw(selects(self.oracle.schema, self.pools()), label="query")
+        assert_same(query.sql, self.oracle.select(query.spec), self.store.query(query.sql))
+
+    # -- the invariant --------------------------------------------------------------
+    @invariant()
+    def same_contents(self):
+        if not hasattr(self, "store"):
+            return
+        assert_same("count('')", len(self.oracle.rows), self.store.count(""))
+        assert_same("SELECT * FROM profiles", self.oracle.select(SelectSpec(None)),
+                    self.store.query("SELECT * FROM profiles"))
+        for name, ftype in self.oracle.schema.items():
+            null = SelectSpec((Output(Agg("count")),), where=lambda r, n=name: r.get(n) is None)
+            sql = f"SELECT count(*) FROM profiles WHERE {name} IS NULL"
+            assert_same(sql, self.oracle.select(null), self.store.query(sql))
+            if ftype in GROUPABLE:
+                spec = SelectSpec((Output(Col(name)), Output(Agg("count"))), group_by=(name,))
+                sql = f"SELECT {name}, count(*) FROM profiles GROUP BY {name}"
+                assert_same(sql, self.oracle.select(spec), self.store.query(sql))
+        for pid in ID_POOL[:8]:
+            assert_same(f"get_profile({pid!r})", self.oracle.get_profile(pid), self.store.get_profile(pid))
+
+    def teardown(self):
+        if hasattr(self, "store"):
+            self.store.close()
+
+
+StoreVsOracle.TestCase.settings = settings(stateful_step_count=25)
+TestStoreVsOracle = StoreVsOracle.TestCase
