@@ -75,20 +75,22 @@ class Cluster:
         self.schema.declare(fields)
 
     # ---- writes --------------------------------------------------------------------
-    def upsert(self, ids: list, columns: dict[Any, Any], rejections: Rejections) -> UpsertResult:
-        prepared = write(self.schema, ids, columns, rejections, self.define, self._apply)
+    def upsert(self, ids: list, columns: dict[Any, Any], rejections: Rejections,
+               timeout: float | None = None) -> UpsertResult:
+        prepared = write(self.schema, ids, columns, rejections, self.define,
+                         lambda p: self._apply(p, timeout))
         return UpsertResult(prepared.accepted, prepared.errors)
 
-    def _apply(self, prepared: PreparedBatch) -> None:
+    def _apply(self, prepared: PreparedBatch, timeout: float | None) -> None:
         parts = routing.split(prepared.enc, self.slot_map, len(self.clients))
         epoch = self.slot_map.epoch
 
         def send(part: routing.ShardPart) -> None:
             batch = wire.encode_write(part.ids(), part.uid, part.batches(prepared.batches))
-            self.clients[part.shard].call("Apply", pb.ApplyRequest(batch=batch, epoch=epoch))
+            self.clients[part.shard].call("Apply", pb.ApplyRequest(batch=batch, epoch=epoch), timeout)
         self._fanout(send, parts)
 
-    def delete(self, ids: list[str]) -> DeleteResult:
+    def delete(self, ids: list[str], timeout: float | None = None) -> DeleteResult:
         ids = list(dict.fromkeys(ids))
         for pid in ids:
             if (reason := check_id(pid)) is not None:
@@ -101,36 +103,37 @@ class Cluster:
 
         def remove(s: int) -> None:
             sel = np.flatnonzero(owner == s)
-            reply = self.clients[s].call("Delete", pb.ShardIdsRequest(ids=[ids[i] for i in sel]))
+            reply = self.clients[s].call("Delete", pb.ShardIdsRequest(ids=[ids[i] for i in sel]), timeout)
             found[sel] = reply.found
         self._fanout(remove, sorted(set(owner.tolist())))
         return DeleteResult(int(found.sum()), [ids[i] for i in np.flatnonzero(~found).tolist()])
 
     # ---- reads ---------------------------------------------------------------------
-    def get_profile(self, profile_id: str) -> dict[str, Any]:
+    def get_profile(self, profile_id: str, timeout: float | None = None) -> dict[str, Any]:
         if (reason := check_id(profile_id)) is not None:
             raise BatchError(reason)
         enc = EncodedIds.encode([profile_id])
         client = self.clients[int(self.slot_map.shard_of_hashes(enc.hashes)[0])]
-        profile = wire.unpack(client.call("Get", pb.ShardIdsRequest(ids=[profile_id])).profiles)[0]
+        profile = wire.unpack(client.call("Get", pb.ShardIdsRequest(ids=[profile_id]), timeout).profiles)[0]
         if profile is None:
             raise ProfileNotFound(f"profile {profile_id!r} not found")
         return profile
 
-    def query(self, sql: str) -> QueryResult:
-        """A SELECT, or a bare WHERE condition answered as a count."""
+    def query(self, sql: str, timeout: float | None = None) -> QueryResult:
+        """A SELECT, or a bare WHERE condition answered as a count; `timeout` is the
+        client's remaining deadline, passed on to every shard call."""
         now_us = int(self._clock() * 1_000_000)
         if _is_select(sql):
             select = parse_select(sql, self.schema, now_us)
             request = pb.ExecuteRequest(sql=sql, now_us=now_us, epoch=self.slot_map.epoch)
-            merged = rd.merge_all(select, self._partials(request))
+            merged = rd.merge_all(select, self._partials(request, timeout))
             return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema))
         parse_where(sql, self.schema, now_us)  # refuse bad text before fanning out
         request = pb.ExecuteRequest(sql=sql, count_only=True, now_us=now_us, epoch=self.slot_map.epoch)
-        return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request)),)])
+        return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request, timeout)),)])
 
-    def _partials(self, request: pb.ExecuteRequest) -> list[Partial]:
-        replies = self._fanout(lambda c: c.call("Execute", request), self.clients)
+    def _partials(self, request: pb.ExecuteRequest, timeout: float | None) -> list[Partial]:
+        replies = self._fanout(lambda c: c.call("Execute", request, timeout), self.clients)
         return [wire.decode_partial(r.partial) for r in replies]
 
     def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:

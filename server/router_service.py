@@ -21,47 +21,48 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
 
     @rpc
     def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
-        return codec.upsert_response(self._upsert(request, 0))
+        return codec.upsert_response(self._upsert(request, 0, context.time_remaining()))
 
     @rpc
     def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context) -> pb.UpsertResponse:
         total = UpsertResult(0, [])
         offset = 0
         for request in requests:
-            result = self._upsert(request, offset)
+            result = self._upsert(request, offset, context.time_remaining())
             total.accepted += result.accepted
             total.errors += result.errors
             offset += len(request.profiles) + len(request.columns.ids)
         return codec.upsert_response(total)
 
-    def _upsert(self, request: pb.UpsertRequest, offset: int) -> UpsertResult:
+    def _upsert(self, request: pb.UpsertRequest, offset: int, timeout: float | None) -> UpsertResult:
         """Rows first, then the columnar batch; error indexes count across both."""
         results = []
         if request.profiles:
             ids, columns, rejections = columns_of_records(codec.records_from_profiles(request.profiles))
-            results.append((offset, self.cluster.upsert(ids, columns, rejections)))
+            results.append((offset, self.cluster.upsert(ids, columns, rejections, timeout)))
         if request.columns.ids:
             timestamps = codec.timestamp_fields_of(self.cluster.schema)
             ids, columns = codec.columns_from_batch(request.columns, timestamps)
             ids = check_columns(ids, columns)
             shifted = offset + len(request.profiles)
-            results.append((shifted, self.cluster.upsert(ids, columns, Rejections(len(ids)))))
+            results.append((shifted, self.cluster.upsert(ids, columns, Rejections(len(ids)), timeout)))
         errors = [RecordError(e.index + base, e.field, e.reason) for base, r in results for e in r.errors]
         return UpsertResult(sum(r.accepted for _, r in results), errors)
 
     @rpc
     def GetProfile(self, request: pb.GetProfileRequest, context) -> pb.GetProfileResponse:
-        return pb.GetProfileResponse(profile=codec.profile_message(self.cluster.get_profile(request.profile_id)))
+        profile = self.cluster.get_profile(request.profile_id, context.time_remaining())
+        return pb.GetProfileResponse(profile=codec.profile_message(profile))
 
     @rpc
     def DeleteProfiles(self, request: pb.DeleteProfilesRequest, context) -> pb.DeleteProfilesResponse:
-        result = self.cluster.delete(list(request.profile_ids))
+        result = self.cluster.delete(list(request.profile_ids), context.time_remaining())
         return pb.DeleteProfilesResponse(deleted=result.deleted, not_found=result.not_found)
 
     @rpc
     def Query(self, request: pb.QueryRequest, context) -> pb.QueryResponse:
         started = time.perf_counter()
-        result = self.cluster.query(request.sql)
+        result = self.cluster.query(request.sql, context.time_remaining())
         return codec.query_response(result, (time.perf_counter() - started) * 1000)
 
     @rpc

@@ -18,8 +18,7 @@ from server.status import RemoteError
 MAX_MESSAGE = 256 * 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE),
                    ("grpc.max_receive_message_length", MAX_MESSAGE)]
-_TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-              grpc.StatusCode.CANCELLED)
+_TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 class ShardClient:
@@ -33,7 +32,9 @@ class ShardClient:
         self.channel.close()
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        return self._guard(lambda: getattr(self.stub, method)(request, timeout=timeout or self.timeout))
+        """One unary call; `timeout` is the caller's remaining deadline, if it has one."""
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
+        return self._guard(lambda: getattr(self.stub, method)(request, timeout=limit))
 
     def stream(self, method: str, request: Any) -> Iterator[Any]:
         responses = self._guard(lambda: getattr(self.stub, method)(request, timeout=self.timeout))
@@ -50,6 +51,8 @@ class ShardClient:
             code, details = e.code(), e.details() or ""
             if code in _TRANSPORT:
                 raise Unavailable(f"shard {self.address} is unavailable: {details or code.name}") from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise RemoteError(code, f"deadline exceeded waiting for shard {self.address}") from None
             raise RemoteError(code, details) from None
 
     def ping(self, timeout: float = 2.0) -> pb.ShardStatusResponse:

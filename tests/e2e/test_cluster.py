@@ -117,3 +117,12 @@ def test_a_dead_shard_gives_unavailable_naming_it(three_shards):
 def test_sigterm_stops_the_router_and_its_shards(local_cluster):
     os.killpg(local_cluster.proc.pid, signal.SIGTERM)
     assert local_cluster.proc.wait(timeout=30) == 0
+
+
+def test_client_deadline_is_honoured_and_the_server_keeps_serving(local_cluster):
+    load_both(local_cluster, 200, 0)
+    with pytest.raises(grpc.RpcError) as e:
+        local_cluster.store.Query(pb.QueryRequest(sql="SELECT country, count(*) FROM profiles GROUP BY country"),
+                                  timeout=0.00001)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert query(local_cluster, "SELECT count(*) FROM profiles")[1] == [(200,)]
