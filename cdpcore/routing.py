@@ -10,9 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from typing import Iterable
+
 from .arrays import distinct
 from .coerce import FieldBatch
-from .ids import EncodedIds
+from .errors import BatchError
+from .ids import EncodedIds, check_id
+from .ingest import id_list
 from .slots import SlotMap
 
 
@@ -66,3 +70,13 @@ def distinct_ids(enc: EncodedIds) -> tuple[np.ndarray, EncodedIds]:
     first = np.full(len(pos), len(ids), dtype=np.int64)
     np.minimum.at(first, uid, np.arange(len(ids)))
     return uid, enc.take(first)
+
+
+def owners_of_ids(ids: Iterable[str], slot_map: SlotMap) -> tuple[list[str], EncodedIds, np.ndarray]:
+    """Distinct, validated ids (deletes, lookups), encoded, with each one's owning shard."""
+    ids = list(dict.fromkeys(id_list(ids)))
+    for pid in ids:
+        if (reason := check_id(pid)) is not None:
+            raise BatchError(f"invalid profile_id {pid!r}: {reason}")
+    enc = EncodedIds.encode(ids)
+    return ids, enc, slot_map.shard_of_hashes(enc.hashes)

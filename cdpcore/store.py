@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .coerce import FieldBatch
-from .errors import BatchError, RecordError
+from .errors import RecordError
 from .ids import EncodedIds, check_id
 from . import ingest, routing
 from .query import aggregate, reduce as rd
@@ -96,14 +96,7 @@ class Store:
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
-        ids = list(dict.fromkeys(ingest.id_list(ids)))
-        bad = [i for i in ids if check_id(i) is not None]
-        if bad:
-            raise BatchError(f"invalid profile_id {bad[0]!r}: {check_id(bad[0])}")
-        if not ids:
-            return DeleteResult(0)
-        enc = EncodedIds.encode(ids)
-        owner = self.slot_map.shard_of_hashes(enc.hashes)
+        ids, enc, owner = routing.owners_of_ids(ids, self.slot_map)
         found = np.zeros(len(ids), dtype=bool)
         for s, shard in enumerate(self.shards):
             sel = np.flatnonzero(owner == s)

@@ -91,14 +91,7 @@ class Cluster:
         self._fanout(send, parts)
 
     def delete(self, ids: list[str], timeout: float | None = None) -> DeleteResult:
-        ids = list(dict.fromkeys(ids))
-        for pid in ids:
-            if (reason := check_id(pid)) is not None:
-                raise BatchError(f"invalid profile_id {pid!r}: {reason}")
-        if not ids:
-            return DeleteResult(0)
-        enc = EncodedIds.encode(ids)
-        owner = self.slot_map.shard_of_hashes(enc.hashes)
+        ids, _, owner = routing.owners_of_ids(ids, self.slot_map)
         found = np.zeros(len(ids), dtype=bool)
 
         def remove(s: int) -> None:
