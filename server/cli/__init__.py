@@ -6,6 +6,7 @@ import click
 from .cluster import cluster
 from .data import profile, query
 from .demo import demo
+from .ingest import ingest
 from .serve import router, serve, shard
 
 
@@ -15,7 +16,7 @@ def cli() -> None:
     """cdpcore: an in-memory customer-profile store with SQL segments."""
 
 
-for command in (demo, serve, shard, router, query, profile, cluster):
+for command in (demo, serve, shard, router, query, profile, cluster, ingest):
     cli.add_command(command)
 
 
