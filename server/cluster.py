@@ -48,8 +48,9 @@ class Cluster:
         self.slot_map = SlotMap.even(len(addresses))
         self.schema = Schema()
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * len(addresses)),
-                                        thread_name_prefix="cdp-fanout")
+        # Each fan-out holds one thread per shard for the length of a shard call, and the
+        # router serves up to 32 calls at once (app.py), so size for that, not for cores.
+        self._pool = ThreadPoolExecutor(max_workers=32 * len(addresses), thread_name_prefix="cdp-fanout")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
