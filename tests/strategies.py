@@ -51,9 +51,12 @@ profile_ids = st.sampled_from(ID_POOL)
 # ----------------------------------------------------------------------------------
 # Values, normalised as the oracle holds them.
 
-INT_SPECIALS = [INT64_MIN, INT64_MIN + 1, INT64_MAX, INT64_MAX - 1, 2**31 - 1, -(2**31), 2**53 + 1, 100]
+INT_SPECIALS = [INT64_MIN, INT64_MIN + 1, INT64_MAX, INT64_MAX - 1, 2**53 + 1, 100,
+                127, 128, -128, -129, 32767, 32768, -32768, -32769,         # int columns widen
+                2**31 - 1, 2**31, -(2**31), -(2**31) - 1]                   # int8 → 16 → 32 → 64
 FLOAT_SPECIALS = [0.0, -0.0, 0.5, -1.5, 0.1, 0.2, 0.3, 1e15, -1e15, 2.0**53, 1e-300, 5e-324, 123.25]
-STRING_POOL = ["", "a", "b", "ab", "A", "a%", "_", "O'Brien", "é", "日本", "a b", "San Jose", "san", "a\\b"]
+STRING_POOL = ["", "a", "b", "ab", "A", "a%", "_", "O'Brien", "é", "日本", "a b", "San Jose", "san",
+               "a\\b"]
 STRING_ALPHABET = "abAB'%_ é日\\"
 TAG_POOL = ["a", "b", "c", "golf", "ski", "tennis", "O'x", "日", "A", ""]
 TS_SPECIALS = [MIN_US, MAX_US, 0, -1, 1, NOW_US, NOW_US - 14 * DAY_US, NOW_US - 14 * DAY_US - 1,
@@ -149,6 +152,15 @@ BAD_VALUE = {"int": "zz", "float": "zz", "bool": "zz", "string": {"k": 1},
 # ----------------------------------------------------------------------------------
 # Operations: each knows how to apply itself to an engine and an oracle and check the answer.
 
+def _check_write(result, valid: list[dict | None], oracle: Oracle) -> None:
+    """Exactly the records marked invalid are rejected (by index); the rest reach the oracle."""
+    bad = {i for i, v in enumerate(valid) if v is None}
+    got_bad = {tuple(e)[0] for e in result.errors}
+    assert got_bad == bad, f"rejected records {sorted(got_bad)}, expected {sorted(bad)}: {result.errors}"
+    assert result.accepted == len(valid) - len(bad), (result.accepted, len(valid), bad)
+    oracle.upsert(v for v in valid if v is not None)
+
+
 @dataclass
 class UpsertRecords:
     """The dict path; `valid[i]` is record i normalised, or None where it must be rejected."""
@@ -156,12 +168,7 @@ class UpsertRecords:
     valid: list[dict | None] = field(repr=False)
 
     def apply(self, store, oracle: Oracle) -> None:
-        r = store.upsert([dict(rec) for rec in self.records])
-        bad = {i for i, v in enumerate(self.valid) if v is None}
-        got_bad = {tuple(e)[0] for e in r.errors}
-        assert got_bad == bad, f"rejected records {sorted(got_bad)}, expected {sorted(bad)}: {r.errors}"
-        assert r.accepted == len(self.records) - len(bad), (r.accepted, len(self.records), bad)
-        oracle.upsert(v for v in self.valid if v is not None)
+        _check_write(store.upsert([dict(rec) for rec in self.records]), self.valid, oracle)
 
 
 @dataclass
@@ -169,15 +176,10 @@ class UpsertColumns:
     """The columnar path; every listed column sets its field on every row."""
     ids: Any
     columns: dict[str, Any]
-    valid: list[dict] = field(repr=False)
+    valid: list[dict | None] = field(repr=False)
 
     def apply(self, store, oracle: Oracle) -> None:
-        r = store.upsert_columns(self.ids, self.columns)
-        bad = {i for i, v in enumerate(self.valid) if v is None}
-        got_bad = {tuple(e)[0] for e in r.errors}
-        assert got_bad == bad, f"rejected rows {sorted(got_bad)}, expected {sorted(bad)}: {r.errors}"
-        assert r.accepted == len(self.valid) - len(bad), (r.accepted, len(self.valid), bad)
-        oracle.upsert(v for v in self.valid if v is not None)
+        _check_write(store.upsert_columns(self.ids, self.columns), self.valid, oracle)
 
 
 @dataclass
@@ -245,8 +247,9 @@ def _bulk_column(rng: np.random.Generator, ftype: str, n: int, categories: int =
         sets = [None if null[i] else frozenset(cats[c] for c in codes[offsets[i]:offsets[i + 1]])
                 for i in range(n)]
         return TagSets(offsets, codes, cats, null), sets
+    span = (5, 130, 33_000, 2**31 + 5, 2**62)[rng.integers(0, 5)]   # int column width edges
     data = {
-        "int": lambda: rng.integers(-5, 6, n),
+        "int": lambda: rng.integers(-span, span + 1, n),
         "float": lambda: rng.integers(-8, 9, n) / 2.0,
         "bool": lambda: rng.random(n) < 0.5,
         "timestamp": lambda: (NOW_US + rng.integers(-40, 41, n) * DAY_US).astype("datetime64[us]"),
@@ -290,13 +293,15 @@ def record_batches(draw, schema: dict[str, str], min_size: int = 1, max_size: in
     return UpsertRecords(records, valid)
 
 
+_DTYPES = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": "datetime64[us]"}
+
+
 @st.composite
 def column_input(draw, ftype: str, vals: list, implied: bool = False) -> Any:
     """One column of normalised values in one of the accepted columnar shapes.
 
     `implied`: only shapes whose dtype or first value implies `ftype` (for inference).
     """
-    from cdpcore.batch import Categorical, TagSets
     nulls = [v is None for v in vals]
     if implied:
         return draw(_implied_column(ftype, vals))
@@ -314,7 +319,7 @@ def column_input(draw, ftype: str, vals: list, implied: bool = False) -> Any:
     if ftype == "int" and all(v is None or abs(v) < 2**31 for v in vals):
         forms.append("int32_masked")
     form = draw(st.sampled_from(forms))
-    dtype = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": "datetime64[us]"}.get(ftype)
+    dtype = _DTYPES.get(ftype)
     filled = [("" if ftype == "string" else 0) if v is None else v for v in vals]
     if form == "list":
         return [draw(value_input(ftype, v)) for v in vals]
@@ -333,19 +338,26 @@ def column_input(draw, ftype: str, vals: list, implied: bool = False) -> Any:
         return np.array([to_datetime(v).replace(tzinfo=None).isoformat() for v in vals], dtype=str)
     if form == "epoch_array":
         return np.array([v // SECOND_US for v in vals], dtype=np.int64)
-    if form == "categorical":
+    if form == "categorical":     # categories in any order, perhaps one unused
         cats = sorted({v for v in vals if v is not None}) + draw(st.lists(strings, max_size=1))
-        cats = list(dict.fromkeys(draw(st.permutations(cats))))
-        codes = np.array([-1 if v is None else cats.index(v) for v in vals], dtype=np.int64)
-        return Categorical(codes, cats)
-    # tagsets
+        return _categorical(vals, list(dict.fromkeys(draw(st.permutations(cats)))))
     present = sorted({t for v in vals if v for t in v})
-    cats = list(dict.fromkeys(draw(st.permutations(present + draw(st.lists(st.sampled_from(TAG_POOL), max_size=1))))))
+    cats = list(dict.fromkeys(draw(st.permutations(present + draw(st.lists(st.sampled_from(TAG_POOL),
+                                                                             max_size=1))))))
+    return _tag_sets(vals, cats, nulls if any(nulls) or draw(st.booleans()) else None)
+
+
+def _categorical(vals: list, cats: list[str]):
+    from cdpcore.batch import Categorical
+    return Categorical(np.array([-1 if v is None else cats.index(v) for v in vals], dtype=np.int64), cats)
+
+
+def _tag_sets(vals: list, cats: list[str], null: list[bool] | None):
+    from cdpcore.batch import TagSets
     lists = [sorted(v) if v else [] for v in vals]
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in lists])]).astype(np.int64)
     codes = np.array([cats.index(t) for tags in lists for t in tags], dtype=np.int32)
-    null = np.array(nulls, dtype=bool) if any(nulls) or draw(st.booleans()) else None
-    return TagSets(offsets, codes, cats, null)
+    return TagSets(offsets, codes, cats, None if null is None else np.array(null, dtype=bool))
 
 
 def plain_value(ftype: str, value: Any) -> Any:
@@ -359,22 +371,15 @@ def plain_value(ftype: str, value: Any) -> Any:
 
 @st.composite
 def _implied_column(draw, ftype: str, vals: list) -> Any:
-    from cdpcore.batch import Categorical, TagSets
-    nulls = np.array([v is None for v in vals], dtype=bool)
-    forms = ["list"] + {"string": ["categorical"], "string_set": ["tagsets"]}.get(ftype, ["masked"])
-    form = draw(st.sampled_from(forms))
-    if form == "list":
+    nulls = [v is None for v in vals]
+    if draw(st.booleans()):
         return [plain_value(ftype, v) for v in vals]
-    if form == "masked":
-        dtype = {"int": np.int64, "float": np.float64, "bool": np.bool_, "timestamp": "datetime64[us]"}[ftype]
-        return np.ma.MaskedArray(np.array([0 if v is None else v for v in vals], dtype=dtype), mask=nulls)
-    if form == "categorical":
-        cats = sorted({v for v in vals if v is not None}) or ["unused"]
-        return Categorical(np.array([-1 if v is None else cats.index(v) for v in vals], dtype=np.int64), cats)
-    cats = sorted({t for v in vals if v for t in v})
-    lists = [sorted(v) if v else [] for v in vals]
-    offsets = np.concatenate([[0], np.cumsum([len(t) for t in lists])]).astype(np.int64)
-    return TagSets(offsets, np.array([cats.index(t) for tags in lists for t in tags], dtype=np.int32), cats, nulls)
+    if ftype == "string":
+        return _categorical(vals, sorted({v for v in vals if v is not None}) or ["unused"])
+    if ftype == "string_set":
+        return _tag_sets(vals, sorted({t for v in vals if v for t in v}), nulls)
+    dtype = _DTYPES[ftype]
+    return np.ma.MaskedArray(np.array([0 if v is None else v for v in vals], dtype=dtype), mask=nulls)
 
 
 @st.composite
@@ -400,6 +405,9 @@ def column_batches(draw, schema: dict[str, str], min_size: int = 0, max_size: in
 
 
 deletes = st.lists(profile_ids, unique=True, max_size=5).map(Delete)
+# a run of bulk-loaded ids: tombstones in the id index, then re-inserts into freed rows
+bulk_deletes = st.builds(lambda start, n: Delete([f"bulk{i}" for i in range(start, start + n)]),
+                         st.integers(0, 1100), st.sampled_from([1, 100, 700]))
 BULK_SIZES = [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 2049, 3073]
 BULK_CATEGORIES = [1, 4, 9, 127, 128, 129, 300, 0]   # 8/9: small negated IN scans codes
 
@@ -414,7 +422,7 @@ def bulks(draw, schema: dict[str, str]) -> Bulk:
 
 def operations(schema: dict[str, str], bulk: bool = True) -> st.SearchStrategy:
     ops = [record_batches(schema), record_batches(schema), column_batches(schema), deletes]
-    return st.one_of(*ops, *([bulks(schema)] if bulk else []))
+    return st.one_of(*ops, *([bulks(schema), bulk_deletes] if bulk else []))
 
 
 @dataclass
@@ -483,7 +491,8 @@ def timestamp_literal(draw, us: int | None = None) -> tuple[str, int]:
     form = draw(st.sampled_from(forms))
     if form == "now":
         if us is None:
-            us = NOW_US + draw(st.integers(-60, 60)) * DAY_US + draw(st.sampled_from([0, 0, 0, HOUR_US, -90 * MINUTE_US]))
+            us = (NOW_US + draw(st.integers(-60, 60)) * DAY_US
+                  + draw(st.sampled_from([0, 0, 0, HOUR_US, -90 * MINUTE_US])))
         offset = us - NOW_US
         if offset == 0 and draw(st.booleans()):
             return "now()", NOW_US

@@ -47,7 +47,8 @@ def test_null_field_matches_neither_condition_nor_its_negation():
 
 def test_has_on_null_and_empty_sets():
     o = make({"tags": "string_set"}, {"profile_id": "null"},
-             {"profile_id": "empty", "tags": frozenset()}, {"profile_id": "golf", "tags": frozenset({"golf"})})
+             {"profile_id": "empty", "tags": frozenset()},
+             {"profile_id": "golf", "tags": frozenset({"golf"})})
     has = lambda r: has3(r.get("tags"), ["golf"])
     assert o.matching(has) == ["golf"]
     assert o.matching(lambda r: not3(has(r))) == ["empty"]

@@ -192,11 +192,11 @@ def test_string_dictionary_past_int16_codes(seed, data):
         check_select(store, oracle, query)
 
 
-def test_timestamps_come_back_as_utc_datetimes():
-    with new_store(2) as store:
-        store.define_fields({"ts1": "timestamp"})
-        store.upsert([{"profile_id": "a", "ts1": "2026-01-01T10:00:00+02:00"}])
-        got = store.get_profile("a")["ts1"]
+def test_timestamps_come_back_as_utc_datetimes(make_store):
+    store = make_store(2)
+    store.define_fields({"ts1": "timestamp"})
+    store.upsert([{"profile_id": "a", "ts1": "2026-01-01T10:00:00+02:00"}])
+    got = store.get_profile("a")["ts1"]
     assert got == _dt.datetime(2026, 1, 1, 8, tzinfo=_dt.timezone.utc) and got.utcoffset() == _dt.timedelta(0)
 
 

@@ -13,8 +13,8 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from oracle import Agg, Col, Oracle, Output, SelectSpec, assert_same
-from strategies import (FIELD_TYPES, GROUPABLE, ID_POOL, Delete, bulks, clock, column_batches, conditions,
-                        deletes, field_names, record_batches, schemas, selects, value_pools)
+from strategies import (FIELD_TYPES, GROUPABLE, ID_POOL, Delete, bulk_deletes, bulks, clock, column_batches,
+                        conditions, deletes, field_names, record_batches, schemas, selects, value_pools)
 
 
 class StoreVsOracle(RuleBasedStateMachine):
@@ -34,7 +34,7 @@ class StoreVsOracle(RuleBasedStateMachine):
     def upsert_columns(self, data):
         data.draw(column_batches(self.oracle.schema), label="columns").apply(self.store, self.oracle)
 
-    @rule(op=deletes)
+    @rule(op=deletes | bulk_deletes)
     def delete(self, op: Delete):
         op.apply(self.store, self.oracle)
 
