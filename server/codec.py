@@ -328,8 +328,14 @@ def _put_nulls(col: pb.Column, null: np.ndarray | None) -> None:
 
 
 def _put_dict(col: pb.Column, codes: np.ndarray, categories: Sequence[str]) -> None:
-    col.dict.dictionary.extend(categories)
-    col.dict.codes.extend(codes.tolist())      # code -1 is the null
+    """Only the categories this batch uses travel (a 100-row batch of cities must not
+    carry the whole 1,000-city dictionary, nor make the router check it)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(categories)))
+    remap = np.full(len(categories) + 1, -1, dtype=np.int64)  # index -1 → the trailing -1
+    remap[used] = np.arange(len(used))
+    col.dict.dictionary.extend([categories[i] for i in used.tolist()])
+    col.dict.codes.extend(remap[codes].tolist())  # code -1 is the null
 
 
 def _put_tags(col: pb.Column, tags: TagSets) -> None:
