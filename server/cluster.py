@@ -77,9 +77,17 @@ class Cluster:
 
     # ---- writes --------------------------------------------------------------------
     def upsert(self, ids: list, columns: dict[Any, Any], rejections: Rejections,
-               timeout: float | None = None) -> UpsertResult:
-        prepared = write(self.schema, ids, columns, rejections, self.define,
-                         lambda p: self._apply(p, timeout))
+               timeout: float | None = None, defer: Callable[[Callable[[], None]], None] | None = None
+               ) -> UpsertResult:
+        """Validate here, apply on the shards. With `defer`, the apply step is handed to
+        it instead of run now (UpsertStream overlaps the next batch's validation with
+        this one's apply; its single applier thread keeps batches in order)."""
+        def apply(p: PreparedBatch) -> None:
+            if defer is None:
+                self._apply(p, timeout)
+            else:
+                defer(lambda: self._apply(p, timeout))
+        prepared = write(self.schema, ids, columns, rejections, self.define, apply)
         return UpsertResult(prepared.accepted, prepared.errors)
 
     def _apply(self, prepared: PreparedBatch, timeout: float | None) -> None:

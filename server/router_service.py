@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterator
 
 from cdpcore.errors import RecordError
 from cdpcore.ingest import Rejections, check_columns, columns_of_records
@@ -25,27 +26,40 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
 
     @rpc
     def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context) -> pb.UpsertResponse:
+        """Validate each request while the previous one is applied on the shards; one
+        applier thread keeps the batches' order (later records win), and at most two
+        applies wait, so a fast client cannot queue up memory."""
         total = UpsertResult(0, [])
         offset = 0
-        for request in requests:
-            result = self._upsert(request, offset, context.time_remaining())
-            total.accepted += result.accepted
-            total.errors += result.errors
-            offset += len(request.profiles) + len(request.columns.ids)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdp-apply") as applier:
+            pending: list[Future] = []
+
+            def defer(step: Callable[[], None]) -> None:
+                while len(pending) >= 2:
+                    pending.pop(0).result()  # re-raises a failed apply: the stream fails
+                pending.append(applier.submit(step))
+            for request in requests:
+                result = self._upsert(request, offset, context.time_remaining(), defer)
+                total.accepted += result.accepted
+                total.errors += result.errors
+                offset += len(request.profiles) + len(request.columns.ids)
+            for f in pending:
+                f.result()
         return codec.upsert_response(total)
 
-    def _upsert(self, request: pb.UpsertRequest, offset: int, timeout: float | None) -> UpsertResult:
+    def _upsert(self, request: pb.UpsertRequest, offset: int, timeout: float | None,
+                defer: Callable[[Callable[[], None]], None] | None = None) -> UpsertResult:
         """Rows first, then the columnar batch; error indexes count across both."""
         results = []
         if request.profiles:
             ids, columns, rejections = columns_of_records(codec.records_from_profiles(request.profiles))
-            results.append((offset, self.cluster.upsert(ids, columns, rejections, timeout)))
+            results.append((offset, self.cluster.upsert(ids, columns, rejections, timeout, defer)))
         if request.columns.ids:
             timestamps = codec.timestamp_fields_of(self.cluster.schema)
             ids, columns = codec.columns_from_batch(request.columns, timestamps)
             ids = check_columns(ids, columns)
             shifted = offset + len(request.profiles)
-            results.append((shifted, self.cluster.upsert(ids, columns, Rejections(len(ids)), timeout)))
+            results.append((shifted, self.cluster.upsert(ids, columns, Rejections(len(ids)), timeout, defer)))
         errors = [RecordError(e.index + base, e.field, e.reason) for base, r in results for e in r.errors]
         return UpsertResult(sum(r.accepted for _, r in results), errors)
 
