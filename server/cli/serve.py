@@ -1,15 +1,14 @@
 """`cdp serve`, `cdp shard`, `cdp router`: run cluster processes (operators)."""
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
-import time
 
 import click
 
 from server import app
 
-DEFAULT_ADDR = "127.0.0.1:7070"
 
 
 @click.command()
@@ -55,11 +54,12 @@ def start_shard_process(host: str, timeout: float = 30.0) -> tuple[subprocess.Po
     """Start `cdp shard` on a free port; returns (process, address) once it is ready."""
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "shard", "--host", host, "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout
-    line = proc.stdout.readline()  # blocks until the child prints READY (or exits)
-    if not line.startswith("READY ") or time.monotonic() > deadline:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)  # wait for READY, not a sleep
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("READY "):
         proc.kill()
-        raise click.ClickException(f"shard process did not start (said {line.strip()!r})")
+        proc.wait()
+        raise click.ClickException(f"shard process did not start within {timeout:.0f} s (said {line.strip()!r})")
     return proc, line.split()[1]
 
 
