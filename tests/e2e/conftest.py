@@ -3,6 +3,7 @@ teardown, even when the test fails."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def start(*args: str, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
     """Start `python -m server.cli ARGS` and wait for its READY line (no sleeping)."""
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", *args], stdout=subprocess.PIPE,
                             text=True, start_new_session=True)
-    line = proc.stdout.readline()
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
     if not line.startswith("READY "):
         stop(proc)
         raise RuntimeError(f"{args} did not start: {line!r}")
