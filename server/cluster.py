@@ -7,6 +7,7 @@ reducer. The public servicers are thin layers over these methods.
 """
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -171,5 +172,10 @@ class Cluster:
         return results
 
 
+_LEADING = re.compile(r"(\s+|--[^\n]*(\n|$)|/\*.*?\*/|\()*", re.DOTALL)
+_SELECT = re.compile(r"select\b", re.IGNORECASE)
+
+
 def _is_select(sql: str) -> bool:
-    return sql.lstrip().lstrip("(").lstrip()[:6].lower() == "select"
+    """A SELECT statement (after blanks, comments and parentheses), else a condition."""
+    return _SELECT.match(sql, _LEADING.match(sql).end()) is not None

@@ -126,3 +126,9 @@ def test_client_deadline_is_honoured_and_the_server_keeps_serving(local_cluster)
                                   timeout=0.00001)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert query(local_cluster, "SELECT count(*) FROM profiles")[1] == [(200,)]
+
+
+def test_query_tells_selects_from_conditions(local_cluster):
+    load_both(local_cluster, 50, 0)
+    assert query(local_cluster, "-- a comment\n  SELECT count(*) FROM profiles")[1] == [(50,)]
+    assert query(local_cluster, "/* c */ age >= 0 OR age IS NULL")[1] == [(50,)]
