@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -19,9 +19,7 @@ from .errors import RecordError
 from .ids import EncodedIds, check_id
 from . import ingest, routing
 from .query import aggregate, reduce as rd
-from .query.ir import Select
-from .query.parse import parse_select, parse_where
-from .query.rules import normalize
+from .query import compile_select, compile_where
 from .schema import Field, FieldType, Schema
 from .shard import Shard
 from .slots import SlotMap
@@ -118,13 +116,12 @@ class Store:
 
     def count(self, where: str = "") -> int:
         """Number of profiles matching a WHERE condition ('' matches all)."""
-        pred = normalize(parse_where(where, self.schema, self.now_us()))
+        pred = compile_where(where, self.schema, self.now_us())
         return sum(self._map(lambda s: s.read(lambda sh: aggregate.count_where(sh, pred)), self.shards))
 
     def query(self, sql: str) -> QueryResult:
         """Run a SELECT over `profiles`."""
-        select = parse_select(sql, self.schema, self.now_us())
-        select = _with_where(select, normalize(select.where) if select.where is not None else None)
+        select = compile_select(sql, self.schema, self.now_us())
         partials = self._map(lambda s: s.read(lambda sh: aggregate.run_select(sh, select)), self.shards)
         merged = rd.merge_all(select, partials)
         return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema))
@@ -133,7 +130,3 @@ class Store:
         if self._pool is None or len(items) < 2:
             return [fn(x) for x in items]
         return list(self._pool.map(fn, items))
-
-
-def _with_where(select: Select, where) -> Select:
-    return replace(select, where=where)

@@ -7,6 +7,7 @@ WAL record will hold (durability issue), which is why it lives in the engine.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import fields
 from typing import Any
 
 import msgpack
@@ -16,6 +17,7 @@ from .batch import TagSets
 from .coerce import FieldBatch
 from .errors import BatchError
 from .ids import EncodedIds
+from .query import ir
 from .query.reduce import Partial
 from .schema import Field, FieldType
 from .timestamps import EPOCH, from_datetime
@@ -115,3 +117,39 @@ def pack(obj: Any) -> bytes:
 
 def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, ext_hook=_ext_hook)
+
+
+# ---- query plans (normalised IR, compiled once at the router) -------------------------------
+_IR_TYPES = {cls.__name__: cls for cls in (
+    ir.Compare, ir.InSet, ir.Like, ir.IsNull, ir.Has, ir.Const, ir.And, ir.Or, ir.Not,
+    ir.FieldRef, ir.Agg, ir.OutputColumn, ir.OrderKey, ir.Select)}
+
+
+def encode_plan(plan: Any) -> bytes:
+    """A Select or predicate (or None) as msgpack; source spans are not sent."""
+    return pack(_ir_doc(plan))
+
+
+def decode_plan(data: bytes) -> Any:
+    try:
+        return _ir_obj(unpack(data))
+    except (KeyError, TypeError, ValueError, msgpack.ExtraData, msgpack.FormatError) as e:
+        raise BatchError(f"malformed query plan: {e}") from None
+
+
+def _ir_doc(obj: Any) -> Any:
+    name = type(obj).__name__
+    if name in _IR_TYPES and type(obj) is _IR_TYPES[name]:
+        return {"@": name, **{f.name: _ir_doc(getattr(obj, f.name)) for f in fields(obj) if f.name != "span"}}
+    if isinstance(obj, (tuple, list)):
+        return [_ir_doc(x) for x in obj]
+    return obj
+
+
+def _ir_obj(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        cls = _IR_TYPES[doc["@"]]
+        return cls(**{k: _ir_obj(v) for k, v in doc.items() if k != "@"})
+    if isinstance(doc, list):
+        return tuple(_ir_obj(x) for x in doc)
+    return doc

@@ -20,7 +20,7 @@ from cdpcore.errors import BatchError, ProfileNotFound
 from cdpcore.ids import EncodedIds, check_id
 from cdpcore.ingest import PreparedBatch, Rejections, write
 from cdpcore.query import reduce as rd
-from cdpcore.query.parse import parse_select, parse_where
+from cdpcore.query import compile_select, compile_where
 from cdpcore.query.reduce import Partial
 from cdpcore.schema import Schema
 from cdpcore.slots import SlotMap
@@ -127,12 +127,12 @@ class Cluster:
         client's remaining deadline, passed on to every shard call."""
         now_us = int(self._clock() * 1_000_000)
         if _is_select(sql):
-            select = parse_select(sql, self.schema, now_us)
-            request = pb.ExecuteRequest(sql=sql, now_us=now_us, epoch=self.slot_map.epoch)
+            select = compile_select(sql, self.schema, now_us)
+            request = pb.ExecuteRequest(plan=wire.encode_plan(select), epoch=self.slot_map.epoch)
             merged = rd.merge_all(select, self._partials(request, timeout))
             return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema))
-        parse_where(sql, self.schema, now_us)  # refuse bad text before fanning out
-        request = pb.ExecuteRequest(sql=sql, count_only=True, now_us=now_us, epoch=self.slot_map.epoch)
+        where = compile_where(sql, self.schema, now_us)
+        request = pb.ExecuteRequest(plan=wire.encode_plan(where), count_only=True, epoch=self.slot_map.epoch)
         return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request, timeout)),)])
 
     def _partials(self, request: pb.ExecuteRequest, timeout: float | None) -> list[Partial]:
@@ -140,9 +140,8 @@ class Cluster:
         return [wire.decode_partial(r.partial) for r in replies]
 
     def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:
-        now_us = int(self._clock() * 1_000_000)
-        parse_where(where, self.schema, now_us)
-        request = pb.ShardListIdsRequest(where=where, batch_size=batch_size, now_us=now_us)
+        plan = compile_where(where, self.schema, int(self._clock() * 1_000_000))
+        request = pb.ShardListIdsRequest(where=wire.encode_plan(plan), batch_size=batch_size)
         for client in self.clients:
             for batch in client.stream("ListIds", request):
                 yield list(batch.ids)

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
 
 from cdpcore import wire
-from cdpcore.errors import FailedPrecondition
+from cdpcore.errors import BatchError, FailedPrecondition
 from cdpcore.ids import EncodedIds
 from cdpcore.query import aggregate
-from cdpcore.query.parse import parse_select, parse_where
+from cdpcore.query.ir import Select
 from cdpcore.query.reduce import Partial
-from cdpcore.query.rules import normalize
 from cdpcore.schema import Schema
 from cdpcore.shard import Shard
 from cdpcore.slots import N_SLOTS, slots_of_hashes
@@ -68,13 +66,13 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     # ---- reads ---------------------------------------------------------------------
     @rpc
     def Execute(self, request: pb.ExecuteRequest, context) -> pb.ExecuteResponse:
+        plan = wire.decode_plan(request.plan)  # compiled once, at the router
         if request.count_only:
-            where = normalize(parse_where(request.sql, self.schema, request.now_us))
-            count = self.shard.read(lambda sh: aggregate.count_where(sh, where))
+            count = self.shard.read(lambda sh: aggregate.count_where(sh, plan))
             return pb.ExecuteResponse(partial=wire.encode_partial(Partial("aggregate", states=[count])))
-        select = parse_select(request.sql, self.schema, request.now_us)
-        select = replace(select, where=normalize(select.where))
-        partial = self.shard.read(lambda sh: aggregate.run_select(sh, select))
+        if not isinstance(plan, Select):
+            raise BatchError("Execute needs a compiled SELECT plan")
+        partial = self.shard.read(lambda sh: aggregate.run_select(sh, plan))
         return pb.ExecuteResponse(partial=wire.encode_partial(partial))
 
     @rpc
@@ -84,7 +82,7 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
 
     @rpc
     def ListIds(self, request: pb.ShardListIdsRequest, context) -> Iterator[ps.IdBatch]:
-        where = normalize(parse_where(request.where, self.schema, request.now_us))
+        where = wire.decode_plan(request.where)
         size = request.batch_size or 10_000
         ids = self.shard.read(lambda sh: aggregate.ids_where(sh, where))
         for start in range(0, len(ids), size):

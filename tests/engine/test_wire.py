@@ -38,3 +38,20 @@ def test_partials_round_trip_with_datetimes_and_big_ints():
 def test_malformed_write_batch_is_a_batch_error():
     with pytest.raises(BatchError):
         wire.decode_write(b"\x93\x01")
+
+
+def test_query_plans_round_trip():
+    from cdpcore.query import compile_select, compile_where
+    from cdpcore.schema import Schema
+    schema = Schema()
+    schema.declare(SCHEMA)
+    for where in ["age BETWEEN 25 AND 34 AND country IN ('JP','US') AND NOT is_subscriber",
+                  "city LIKE 'San%' OR plan IS NULL OR has_all(interests, 'golf', 'ski')",
+                  "lifetime_value > 1e300 OR age < 99999999999999999999", ""]:
+        plan = compile_where(where, schema, 0)
+        assert wire.decode_plan(wire.encode_plan(plan)) == plan
+    select = compile_select("SELECT country, count(*) AS n, max(signup_ts) FROM profiles WHERE age > 3 "
+                            "GROUP BY country ORDER BY n DESC NULLS FIRST LIMIT 5 OFFSET 1", schema, 0)
+    assert wire.decode_plan(wire.encode_plan(select)) == select
+    with pytest.raises(BatchError):
+        wire.decode_plan(wire.pack({"@": "Nope"}))

@@ -20,16 +20,14 @@ class ApplyResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("sql", "count_only", "now_us", "epoch")
-    SQL_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("plan", "count_only", "epoch")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     COUNT_ONLY_FIELD_NUMBER: _ClassVar[int]
-    NOW_US_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
-    sql: str
+    plan: bytes
     count_only: bool
-    now_us: int
     epoch: int
-    def __init__(self, sql: _Optional[str] = ..., count_only: _Optional[bool] = ..., now_us: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+    def __init__(self, plan: _Optional[bytes] = ..., count_only: _Optional[bool] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
     __slots__ = ("partial",)
@@ -74,14 +72,12 @@ class ShardDeleteResponse(_message.Message):
     def __init__(self, found: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ShardListIdsRequest(_message.Message):
-    __slots__ = ("where", "batch_size", "now_us")
+    __slots__ = ("where", "batch_size")
     WHERE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
-    NOW_US_FIELD_NUMBER: _ClassVar[int]
-    where: str
+    where: bytes
     batch_size: int
-    now_us: int
-    def __init__(self, where: _Optional[str] = ..., batch_size: _Optional[int] = ..., now_us: _Optional[int] = ...) -> None: ...
+    def __init__(self, where: _Optional[bytes] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class ShardStatusRequest(_message.Message):
     __slots__ = ()
