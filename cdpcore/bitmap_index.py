@@ -33,9 +33,22 @@ def mask_of(bm: BitMap, n: int) -> np.ndarray:
 
 
 def group_rows(codes: np.ndarray, rows: np.ndarray):
-    """Yield (code, sorted rows) for each distinct code in `codes` (aligned with rows)."""
+    """Yield (code, rows as array('I'), sorted) for each distinct code in `codes`
+    (aligned with rows). One conversion to array('I') for the whole batch, then one
+    C-level slice per code: small batches touch hundreds of codes."""
     if not len(codes):
         return
+    codes, rows = _sorted_by_code(codes, rows)
+    buf = uint32_array(rows)
+    cuts = np.flatnonzero(np.diff(codes)) + 1
+    starts = [0] + cuts.tolist()
+    ends = cuts.tolist() + [len(codes)]
+    firsts = codes[starts].tolist()
+    for code, s, e in zip(firsts, starts, ends):
+        yield code, buf[s:e]
+
+
+def _sorted_by_code(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(rows) > 1 and np.all(rows[1:] > rows[:-1]):
         # rows already sorted: a stable sort by code keeps them sorted within a code;
         # int16 keys take numpy's radix sort (7x faster than lexsort at 1M)
@@ -43,12 +56,7 @@ def group_rows(codes: np.ndarray, rows: np.ndarray):
         order = np.argsort(codes.astype(np.int16) if small else codes, kind="stable")
     else:
         order = np.lexsort((rows, codes))
-    codes, rows = codes[order], rows[order]
-    cuts = np.flatnonzero(np.diff(codes)) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(codes)]))
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        yield int(codes[s]), rows[s:e]
+    return codes[order], rows[order]
 
 
 class BitmapIndex:
@@ -67,11 +75,11 @@ class BitmapIndex:
     def add(self, codes: np.ndarray, rows: np.ndarray) -> None:
         """Add rows[i] to the bitmap of codes[i] (codes >= 0)."""
         for code, group in group_rows(codes, rows):
-            self.bitmaps[code].update(uint32_array(group))
+            self.bitmaps[code].update(group)
 
     def remove(self, codes: np.ndarray, rows: np.ndarray) -> None:
         for code, group in group_rows(codes, rows):
-            self.bitmaps[code].difference_update(bitmap_of(group))
+            self.bitmaps[code].difference_update(BitMap(group))
 
     def remove_everywhere(self, rows: np.ndarray) -> None:
         """Drop rows from every bitmap (for tag sets, where a row's tags are unknown)."""

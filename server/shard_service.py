@@ -40,8 +40,9 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     def Apply(self, request: pb.ApplyRequest, context) -> pb.ApplyResponse:
         ids, uid, batches = wire.decode_write(request.batch)
         self._check_owned(ids.hashes)
-        for b in batches:
-            self.schema.declare({b.field.name: b.field.type})  # same type or SchemaError
+        unknown = {b.field.name: b.field.type for b in batches if self.schema.get(b.field.name) != b.field}
+        if unknown:
+            self.schema.declare(unknown)  # the router declares first; a conflict is a SchemaError
         self.shard.upsert(ids, uid, batches)
         return pb.ApplyResponse()
 
