@@ -19,6 +19,19 @@ def grown(arr: np.ndarray, needed: int, fill: int | bool = 0) -> np.ndarray:
     return out
 
 
+INT_WIDTHS = (np.int8, np.int16, np.int32, np.int64)
+
+
+def widened(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """`arr` as the narrowest int dtype holding [lo, hi] and its current values
+    (never narrower than it is)."""
+    info = np.iinfo(arr.dtype)
+    if info.min <= lo and hi <= info.max:
+        return arr
+    width = next(w for w in INT_WIDTHS if np.iinfo(w).min <= lo and hi <= np.iinfo(w).max)
+    return arr.astype(width)
+
+
 def segment_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Flat positions of the segments [starts[i], starts[i] + lengths[i]) in order."""
     lengths = lengths.astype(np.int64, copy=False)

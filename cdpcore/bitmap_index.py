@@ -26,12 +26,6 @@ def rows_of(bm: BitMap) -> np.ndarray:
     return np.frombuffer(bm.to_array(), dtype=np.uint32)
 
 
-def mask_of(bm: BitMap, n: int) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    mask[rows_of(bm)] = True
-    return mask
-
-
 def group_rows(codes: np.ndarray, rows: np.ndarray):
     """Yield (code, rows as array('I'), sorted) for each distinct code in `codes`
     (aligned with rows). One conversion to array('I') for the whole batch, then one

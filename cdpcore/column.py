@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import grown, used_codes
+from .arrays import grown, widened
 from .bitmap_index import BitmapIndex, bitmap_of
 from .dictionary import StringDictionary
 from .schema import Field, FieldType
@@ -27,9 +27,6 @@ STORAGE_DTYPE = {
     FieldType.BOOL: np.bool_,
     FieldType.TIMESTAMP: np.int64,
 }
-
-
-_INT_WIDTHS = (np.int8, np.int16, np.int32, np.int64)
 
 
 class NumericColumn:
@@ -53,15 +50,12 @@ class NumericColumn:
             lo, hi = int(written.min()), int(written.max())
             self.max_abs = max(self.max_abs, -lo, hi)
             if self.field.type is FieldType.INT:
-                self._fit_width(lo, hi)
+                self.values = widened(self.values, lo, hi)
         self.values[rows[keep]] = written
         self.present[rows] = keep
 
-    def _fit_width(self, lo: int, hi: int) -> None:
-        info = np.iinfo(self.values.dtype)
-        if lo < info.min or hi > info.max:
-            width = next(w for w in _INT_WIDTHS if np.iinfo(w).min <= lo and hi <= np.iinfo(w).max)
-            self.values = self.values.astype(width)
+    def present_mask(self, n: int) -> np.ndarray:
+        return self.present[:n]
 
     def clear(self, rows: np.ndarray) -> None:
         self.present[rows] = False
@@ -71,9 +65,6 @@ class NumericColumn:
             return None
         v = self.values[row].item()
         return to_datetime(v) if self.field.type is FieldType.TIMESTAMP else v
-
-    def nbytes(self, n: int) -> int:
-        return n * (self.values.itemsize + 1)
 
 
 class StringColumn:
@@ -91,18 +82,10 @@ class StringColumn:
 
     def translate(self, codes: np.ndarray, categories: list[str]) -> np.ndarray:
         """Batch codes over `categories` → this shard's codes (only used ones get added)."""
-        used = used_codes(codes, len(categories))
-        table = np.full(len(categories) + 1, -1, dtype=np.int32)
-        table[used] = self.dictionary.encode([categories[c] for c in used.tolist()])
+        table = self.dictionary.translation(codes, categories)
         self.index.ensure(len(self.dictionary))
-        self._fit_code_width()
-        return table[codes]  # code -1 indexes the trailing -1
-
-    def _fit_code_width(self) -> None:
-        need = len(self.dictionary) - 1
-        if need > np.iinfo(self.codes.dtype).max:
-            width = next(w for w in (np.int8, np.int16, np.int32) if need <= np.iinfo(w).max)
-            self.codes = self.codes.astype(width)
+        self.codes = widened(self.codes, -1, len(self.dictionary) - 1)
+        return table[codes]
 
     def write(self, rows: np.ndarray, codes: np.ndarray) -> None:
         """Set rows to shard codes (-1 clears), moving them between value bitmaps."""
@@ -121,11 +104,6 @@ class StringColumn:
     def value(self, row: int) -> Any:
         c = int(self.codes[row])
         return self.dictionary.values[c] if c >= 0 else None
-
-    def nbytes(self, n: int) -> int:
-        return n * 4 + sum(bm.get_statistics()["n_bytes_array_containers"] +
-                           bm.get_statistics()["n_bytes_bitset_containers"] +
-                           bm.get_statistics()["n_bytes_run_containers"] for bm in self.index.bitmaps)
 
 
 class TagSetColumn:
@@ -149,9 +127,7 @@ class TagSetColumn:
         if had.size:
             self.index.remove_everywhere(had)
         if pair_codes.size:
-            used = used_codes(pair_codes, len(categories))
-            table = np.zeros(len(categories), dtype=np.int32)
-            table[used] = self.dictionary.encode([categories[c] for c in used.tolist()])
+            table = self.dictionary.translation(pair_codes, categories)
             self.index.ensure(len(self.dictionary))
             self.index.add(table[pair_codes], pair_rows)
         self.present[rows] = ~null
@@ -180,9 +156,6 @@ class TagSetColumn:
             if tags:
                 tags.sort()
         return out
-
-    def nbytes(self, n: int) -> int:
-        return n
 
 
 def make_column(field: Field) -> NumericColumn | StringColumn | TagSetColumn:

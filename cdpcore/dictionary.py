@@ -11,6 +11,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .arrays import used_codes
+
 _ORDER_OPS: dict[str, Callable[[str, str], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
@@ -47,6 +49,15 @@ class StringDictionary:
                 self.values.append(v)
             out[i] = c
         return out
+
+    def translation(self, codes: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+        """Table from a batch's category codes to this dictionary's codes, adding only
+        the categories the batch uses; its last entry is -1, so batch code -1 (null)
+        maps to -1 by plain indexing."""
+        used = used_codes(codes, len(categories))
+        table = np.full(len(categories) + 1, -1, dtype=np.int32)
+        table[used] = self.encode([categories[c] for c in used.tolist()])
+        return table
 
     def codes_in(self, values: Iterable[str]) -> np.ndarray:
         found = [self._codes[v] for v in values if v in self._codes]

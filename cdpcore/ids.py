@@ -248,6 +248,3 @@ class RowIdIndex:
         spill = (keys[~fits] & np.uint64(0xFFFFFFFF)).astype(np.int64)
         if spill.size:
             self._place(spill, self.hashes[spill])
-
-    def nbytes(self) -> int:
-        return int(self._buf_len + 8 * self.n_rows * 2 + self.n_rows + self._table.nbytes)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..arrays import segment_positions, used_codes
+from ..bitmap_index import rows_of
 from ..column import StringColumn, TagSetColumn
 from ..errors import QueryError
 from ..schema import ID_FIELD
@@ -133,17 +134,13 @@ def _count_by_value(col: StringColumn, rs: RowSet) -> dict[Any, int]:
     keys, no bincount (the common 'top countries in a segment' question)."""
     if rs.has_mask and not rs.has_bitmap:
         mask = rs.mask()
-        counts = [int(np.count_nonzero(mask[_bitmap_rows(bm)])) for bm in col.index.bitmaps]
+        counts = [int(np.count_nonzero(mask[rows_of(bm)])) for bm in col.index.bitmaps]
     else:
         sel = rs.bitmap()
         counts = [bm.intersection_cardinality(sel) for bm in col.index.bitmaps]
     out: dict[Any, int] = dict(zip(col.dictionary.values, counts))
     out[None] = rs.count() - sum(counts)
     return out
-
-
-def _bitmap_rows(bm) -> np.ndarray:
-    return np.frombuffer(bm.to_array(), dtype=np.uint32)
 
 
 def _expand_keys(shard: "Shard", group_by, rows: np.ndarray):
@@ -186,7 +183,7 @@ def _expand_tags(col: TagSetColumn, rows: np.ndarray, pos: np.ndarray, keys: lis
     sel = RowSet(0, rows=rows).bitmap()
     p_pos, p_code = [], []
     for code, bm in enumerate(col.index.bitmaps):
-        hit = np.frombuffer((bm & sel).to_array(), dtype=np.uint32)
+        hit = rows_of(bm & sel)
         if hit.size:
             p_pos.append(np.searchsorted(rows, hit))
             p_code.append(np.full(hit.size, code, dtype=np.int64))

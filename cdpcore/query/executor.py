@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ..arrays import distinct
+from ..bitmap_index import rows_of
 from ..column import NumericColumn, StringColumn, TagSetColumn
-from ..errors import QueryError
 from ..ids import EncodedIds
 from ..schema import ID_FIELD
 from .ir import And, Compare, Const, Has, InSet, IsNull, Like, Or, Predicate
@@ -28,9 +28,9 @@ _OPS: dict[str, Callable] = {
     "=": operator.eq, "!=": operator.ne, "<": operator.lt,
     "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-# And switches from full scans to filtering gathered candidates below this density:
-# a gather costs a few times a sequential scan per element, so it wins well before 1/32.
-# Measured here: a fancy-index gather costs ~4 ns per element, a column scan ~0.25 ns.
+# And switches from full scans to filtering gathered candidates below these densities.
+# Measured here: a fancy-index gather costs ~4 ns per element, a column scan ~0.25 ns;
+# a mask must be listed (flatnonzero, a full pass) before it can be gathered from.
 FILTER_FRACTION = 1 / 32
 MASK_FILTER_FRACTION = 1 / 256
 _SCAN_CODES = 8     # negated string tests with at most this many codes scan the code column
@@ -43,7 +43,7 @@ class Evaluator:
     def __init__(self, shard: "Shard") -> None:
         self.shard = shard
         self.n = shard.n_rows
-        self._codes_cache: dict[Predicate, np.ndarray] = {}
+        self._codes_cache: dict[Predicate, tuple[np.ndarray, bool]] = {}
 
     # ---- full evaluation ------------------------------------------------------------
     def evaluate(self, p: Predicate | None) -> RowSet:
@@ -90,8 +90,7 @@ class Evaluator:
             return self._codes_rowset(col, p)
         if col is None:
             return RowSet.empty(self.n)
-        return RowSet(self.n, mask=_compare_values(col, p.op, p.value, col.values[:self.n],
-                                                   col.present[:self.n]))
+        return RowSet(self.n, mask=_compare_values(p.op, p.value, col.values[:self.n], col.present[:self.n]))
 
     def _inset(self, p: InSet) -> RowSet:
         if p.field == ID_FIELD:
@@ -102,7 +101,7 @@ class Evaluator:
         if col is None:
             return RowSet.empty(self.n)
         vals, present = col.values[:self.n], col.present[:self.n]
-        return RowSet(self.n, mask=_inset_values(col, p, vals, present))
+        return RowSet(self.n, mask=_inset_values(p, vals, present))
 
     def _like(self, p: Like) -> RowSet:
         col = self.shard.column_for(p.field)
@@ -114,7 +113,7 @@ class Evaluator:
         col = self.shard.column_for(p.field)
         if col is None:
             return RowSet.empty(self.n) if p.negated else self.all_rows()
-        present = _present(col, self.n)
+        present = col.present_mask(self.n)
         live = self.shard.index.alive[:self.n]
         return RowSet(self.n, mask=present if p.negated else live & ~present)
 
@@ -125,9 +124,7 @@ class Evaluator:
         bm = self._tags_bitmap(col, p)
         if not p.negated:
             return RowSet(self.n, bm=bm)
-        mask = col.present[:self.n].copy()
-        mask[_rows_of(bm)] = False
-        return RowSet(self.n, mask=mask)
+        return _without(col.present_mask(self.n), rows_of(bm))
 
     # ---- helpers for string / tag / id leaves ---------------------------------------
     def _string_codes(self, col: StringColumn, p: Predicate) -> tuple[np.ndarray, bool]:
@@ -145,9 +142,7 @@ class Evaluator:
         present = col.present_mask(self.n)
         if len(codes) <= _SCAN_CODES:  # a scan of 1–2-byte codes beats complementing bitmaps
             return RowSet(self.n, mask=present & ~_codes_equal(col.codes[:self.n], codes))
-        mask = present.copy()
-        mask[_rows_of(col.index.union(codes))] = False
-        return RowSet(self.n, mask=mask)
+        return _without(present, rows_of(col.index.union(codes)))
 
     @staticmethod
     def _tags_bitmap(col: TagSetColumn, p: Has):
@@ -167,9 +162,7 @@ class Evaluator:
         rows = self._id_rows(values)
         if not negated:
             return RowSet(self.n, rows=rows)
-        mask = self.shard.index.alive[:self.n].copy()
-        mask[rows] = False
-        return RowSet(self.n, mask=mask)
+        return _without(self.shard.index.alive[:self.n], rows)
 
     # ---- selectivity estimates -------------------------------------------------------
     def estimate(self, p: Predicate) -> float:
@@ -233,28 +226,25 @@ class Evaluator:
         if isinstance(col, NumericColumn) and isinstance(p, (Compare, InSet)):
             vals, present = col.values[rows], col.present[rows]
             if isinstance(p, Compare):
-                return _compare_values(col, p.op, p.value, vals, present)
-            return _inset_values(col, p, vals, present)
+                return _compare_values(p.op, p.value, vals, present)
+            return _inset_values(p, vals, present)
         if isinstance(col, StringColumn) and isinstance(p, (Compare, InSet, Like)):
             codes = col.codes[rows]
             target, negated = self._string_codes(col, p)
             hit = _codes_equal(codes, target)
             return (codes >= 0) & ~hit if negated else hit
         if isinstance(p, IsNull) and col is not None:
-            present = _present(col, self.n)[rows]
+            present = col.present_mask(self.n)[rows]
             return present if p.negated else ~present
         # Bitmap-backed leaves (tags, ids, missing columns): evaluate fully, test membership.
         return self.evaluate(p).contains(rows)
 
 
-def _rows_of(bm) -> np.ndarray:
-    return np.frombuffer(bm.to_array(), dtype=np.uint32)
-
-
-def _present(col, n: int) -> np.ndarray:
-    if isinstance(col, NumericColumn):
-        return col.present[:n]
-    return col.present_mask(n)
+def _without(mask: np.ndarray, rows: np.ndarray) -> RowSet:
+    """The rows of `mask` other than `rows`: how negated bitmap tests become masks."""
+    out = mask.copy()
+    out[rows] = False
+    return RowSet(len(mask), mask=out)
 
 
 def _leaf_codes(col: StringColumn, p: Predicate) -> tuple[np.ndarray, bool]:
@@ -279,8 +269,7 @@ def _codes_equal(codes: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.isin(codes, target)
 
 
-def _compare_values(col: NumericColumn, op: str, value, vals: np.ndarray,
-                    present: np.ndarray) -> np.ndarray:
+def _compare_values(op: str, value, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
     op, value = _int_literal(op, value, vals.dtype) if vals.dtype.kind == "i" else (op, value)
     if value is None:  # literal outside the column's domain
         return present.copy() if op == "!=" else np.zeros(len(vals), dtype=bool)
@@ -317,7 +306,7 @@ def _int_literal(op: str, value, dtype: np.dtype):
     return op, value
 
 
-def _inset_values(col: NumericColumn, p: InSet, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
+def _inset_values(p: InSet, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
     wanted = []
     for v in p.values:
         op, v2 = _int_literal("=", v, vals.dtype) if vals.dtype.kind == "i" else ("=", v)
@@ -333,8 +322,3 @@ _EVAL = {
     IsNull: Evaluator._isnull, Has: Evaluator._has,
 }
 
-
-def check_normalised(p: Predicate | None) -> None:
-    """The executor relies on rules.normalize having removed every Not."""
-    if p is not None and type(p) not in _EVAL:
-        raise QueryError(f"internal: predicate {type(p).__name__} reached the executor un-normalised")
