@@ -358,7 +358,7 @@ def run_queries(stub, store, repeat: int, procs: dict[str, subprocess.Popen]) ->
         def via_router() -> list[tuple]:
             reply = stub.Query(pb.QueryRequest(sql=q.router_sql), timeout=120)
             internal.append(reply.elapsed_ms)
-            return [tuple(codec.python_of(v) for v in r.values) for r in reply.rows]
+            return codec.query_result(reply).rows
 
         calls = repeat + 1
         meter = CpuMeter(procs)

@@ -7,10 +7,9 @@ same shard whichever path wrote it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
-
-from typing import Iterable
 
 from .arrays import distinct
 from .coerce import FieldBatch

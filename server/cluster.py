@@ -16,8 +16,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from cdpcore import routing, wire
-from cdpcore.errors import BatchError, ProfileNotFound
-from cdpcore.ids import EncodedIds, check_id
+from cdpcore.errors import ProfileNotFound
 from cdpcore.ingest import PreparedBatch, Rejections, write
 from cdpcore.query import reduce as rd
 from cdpcore.query import compile_select, compile_where
@@ -113,10 +112,8 @@ class Cluster:
 
     # ---- reads ---------------------------------------------------------------------
     def get_profile(self, profile_id: str, timeout: float | None = None) -> dict[str, Any]:
-        if (reason := check_id(profile_id)) is not None:
-            raise BatchError(reason)
-        enc = EncodedIds.encode([profile_id])
-        client = self.clients[int(self.slot_map.shard_of_hashes(enc.hashes)[0])]
+        _, _, owner = routing.owners_of_ids([profile_id], self.slot_map)
+        client = self.clients[int(owner[0])]
         profile = wire.unpack(client.call("Get", pb.ShardIdsRequest(ids=[profile_id]), timeout).profiles)[0]
         if profile is None:
             raise ProfileNotFound(f"profile {profile_id!r} not found")

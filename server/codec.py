@@ -492,6 +492,11 @@ def query_response(result: QueryResult, elapsed_ms: float) -> pb.QueryResponse:
     return pb.QueryResponse(columns=result.columns, rows=rows, elapsed_ms=elapsed_ms)
 
 
+def query_result(reply: pb.QueryResponse) -> QueryResult:
+    """Client side: a QueryResponse back as the engine's QueryResult."""
+    return QueryResult(list(reply.columns), [tuple(python_of(v) for v in r.values) for r in reply.rows])
+
+
 def _cell(v: Any) -> pb.Value:
     if type(v) is int and not INT64_MIN <= v <= INT64_MAX:
         # a sum past int64: the wire has no wider integer, so it goes as a double,

@@ -18,7 +18,7 @@ from server.pb.cdp.v1 import profile_store_pb2 as pb
 def query(client: Client, sql: str, as_json: bool) -> None:
     """Run a SELECT over profiles (or count a bare WHERE condition)."""
     reply = client.store.Query(pb.QueryRequest(sql=sql))
-    rows = [[codec.python_of(v) for v in row.values] for row in reply.rows]
+    rows = codec.query_result(reply).rows
     if as_json:
         doc = {"columns": list(reply.columns), "rows": [[json_value(v) for v in r] for r in rows],
                "elapsed_ms": round(reply.elapsed_ms, 3)}

@@ -19,10 +19,10 @@ from tqdm import tqdm
 from cdpcore import CdpError, Store
 from cdpcore.sample import REF_NOW, SCHEMA, batches
 from server import app, codec
+from server.cli.client import Client
 from server.cli.serve import start_shard_process, stop_processes
 from server.cli.table import format_table
 from server.pb.cdp.v1 import profile_store_pb2 as pb
-from server.pb.cdp.v1 import profile_store_pb2_grpc
 
 # (title, SQL); `last_seen` is relative to the sample's fixed REF_NOW, not the clock.
 EXAMPLES: list[tuple[str, str]] = [
@@ -93,9 +93,8 @@ class ClusterBackend:
         self.children = [start_shard_process("127.0.0.1") for _ in range(shards)]
         self.server, port, self.cluster = app.build_router([a for _, a in self.children], "127.0.0.1", 0)
         self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}",
-                                             options=[("grpc.max_send_message_length", 64 << 20)])
-        self.stub = profile_store_pb2_grpc.ProfileStoreStub(self.channel)
+        self.client = Client(f"127.0.0.1:{port}")
+        self.stub = self.client.store
         self.stub.DefineFields(pb.DefineFieldsRequest(
             fields=[pb.FieldSpec(name=k, type=v) for k, v in SCHEMA.items()]))
         self.loaded = 0
@@ -106,13 +105,14 @@ class ClusterBackend:
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         reply = self.stub.Query(pb.QueryRequest(sql=sql))
-        return list(reply.columns), [tuple(codec.python_of(v) for v in r.values) for r in reply.rows]
+        result = codec.query_result(reply)
+        return result.columns, result.rows
 
     def count(self) -> int:
         return self.loaded
 
     def close(self) -> None:
-        self.channel.close()
+        self.client.channel.close()
         self.server.stop(1).wait()
         self.cluster.close()
         stop_processes([p for p, _ in self.children])

@@ -50,7 +50,8 @@ def same_rows(got: list[tuple], want: list[tuple]) -> bool:
 
 def query(running, sql: str) -> tuple[list[str], list[tuple]]:
     reply = running.store.Query(pb.QueryRequest(sql=sql))
-    return list(reply.columns), [tuple(codec.python_of(v) for v in r.values) for r in reply.rows]
+    result = codec.query_result(reply)
+    return result.columns, result.rows
 
 
 def test_router_answers_equal_the_embedded_engine(local_cluster):
