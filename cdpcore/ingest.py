@@ -39,6 +39,12 @@ class Rejections:
         self.bad = np.zeros(n, dtype=bool)
         self.errors: list[RecordError] = []
 
+    def copy(self) -> "Rejections":
+        out = Rejections(len(self.bad))
+        out.bad[:] = self.bad
+        out.errors = list(self.errors)
+        return out
+
     def reject(self, index: int, fld: str | None, reason: str) -> None:
         self.errors.append(RecordError(index, fld, reason))
         self.bad[index] = True
@@ -81,15 +87,17 @@ def check_columns(ids: Any, columns: Mapping[Any, Any]) -> list:
 
 
 def write(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Rejections,
-          declare: Callable[[dict[str, Any]], Any], apply: Callable[["PreparedBatch"], None]) -> "PreparedBatch":
+          declare: Callable[[dict[str, Any]], Any], apply: Callable[["PreparedBatch"], None],
+          prepare_fn: Callable[..., "PreparedBatch"] | None = None) -> "PreparedBatch":
     """Validate, declare the batch's new fields, apply: the write path of the embedded
-    store and of the router alike."""
-    prepared = prepare(schema, ids, columns, rejections)
+    store and of the router alike (events pass their own `prepare`)."""
+    initial = rejections.copy()
+    prepared = (prepare_fn or prepare)(schema, ids, columns, rejections)
     if prepared.new_fields:
         try:
             declare({f.name: f.type for f in prepared.new_fields})
         except SchemaError:  # another writer declared one first, differently: re-check
-            return write(schema, ids, columns, Rejections(len(ids)), declare, apply)
+            return write(schema, ids, columns, initial, declare, apply, prepare_fn)
     if prepared.accepted:
         apply(prepared)
     return prepared

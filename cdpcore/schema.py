@@ -88,6 +88,14 @@ class Schema:
         self._fields: dict[str, Field] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, fields: Iterable[Field]) -> "Schema":
+        """A schema holding exactly `fields` (a view built for checking, e.g. the
+        properties an event condition may name)."""
+        out = cls()
+        out._fields = {f.name: f for f in fields}
+        return out
+
     def __contains__(self, name: object) -> bool:
         return name in self._fields
 

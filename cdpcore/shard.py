@@ -14,6 +14,7 @@ import numpy as np
 
 from .arrays import distinct, last_occurrence
 from .coerce import FieldBatch
+from .events import EventStore
 from .column import NumericColumn, StringColumn, TagSetColumn, make_column
 from .ids import EncodedIds, RowIdIndex
 from .schema import ID_FIELD, Field, FieldType, Schema
@@ -31,6 +32,7 @@ class Shard:
         self.schema = schema
         self.index = RowIdIndex()
         self.columns: dict[str, Column] = {}
+        self.events = EventStore()
         self._capacity = 0
         self._lock = threading.RLock()
 
@@ -58,6 +60,17 @@ class Shard:
             names = ids.decode()
             return [None if r < 0 else self._unlocked_profile(int(r), pid) for r, pid in zip(rows, names)]
 
+    def events_of(self, ids: EncodedIds, limit: int) -> list[list[dict[str, Any]] | None]:
+        """Each profile's events, most recent first, at most `limit`; None if unknown."""
+        with self._lock:
+            rows = self.index.lookup(ids)
+            return [None if r < 0 else self.events.events_of(int(r), limit, self.alive_or_none())
+                    for r in rows.tolist()]
+
+    def alive_or_none(self) -> np.ndarray | None:
+        """The live-row mask, or None when nothing was ever deleted (nothing to mask)."""
+        return self.index.alive[:self.n_rows] if len(self) < self.n_rows else None
+
     def _unlocked_profile(self, row: int, profile_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {ID_FIELD: profile_id}
         for name, col in self.columns.items():
@@ -71,15 +84,25 @@ class Shard:
         """Apply valid records. ids are the batch's distinct ids for this shard;
         rec_uid[i] is record i's position in ids; batches are aligned with records."""
         with self._lock:
-            rows_u = self.index.lookup(ids)
-            new = np.flatnonzero(rows_u < 0)
-            if new.size:
-                rows_u[new] = self.index.insert(ids if new.size == len(ids) else ids.take(new))
-                self._unlocked_ensure_capacity()
-            rows = rows_u[rec_uid]
+            rows = self._unlocked_rows(ids)[rec_uid]
             has_dups = len(rec_uid) > len(ids)
             for batch in batches:
                 self._unlocked_write(batch, rows, has_dups)
+
+    def track(self, ids: EncodedIds, rec_uid: np.ndarray, batches: list[FieldBatch]) -> None:
+        """Append valid events (see `tracking.prepare_events` for the batches); an event
+        for an unknown profile creates the profile."""
+        with self._lock:
+            self.events.append(self._unlocked_rows(ids)[rec_uid], batches)
+
+    def _unlocked_rows(self, ids: EncodedIds) -> np.ndarray:
+        """The rows of distinct ids, creating rows for new ones."""
+        rows = self.index.lookup(ids)
+        new = np.flatnonzero(rows < 0)
+        if new.size:
+            rows[new] = self.index.insert(ids if new.size == len(ids) else ids.take(new))
+            self._unlocked_ensure_capacity()
+        return rows
 
     def delete(self, ids: EncodedIds) -> np.ndarray:
         """Delete the given ids; returns a bool per id: was it found."""

@@ -14,12 +14,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .coerce import FieldBatch
 from .errors import RecordError
 from .ids import EncodedIds, check_id
-from . import ingest, routing
+from . import ingest, routing, tracking
 from .query import aggregate, reduce as rd
-from .query import compile_select, compile_where
+from .query import compile_select, compile_where, event_warnings
 from .schema import Field, FieldType, Schema
 from .shard import Shard
 from .slots import SlotMap
@@ -29,6 +28,9 @@ from .slots import SlotMap
 class UpsertResult:
     accepted: int
     errors: list[RecordError] = field(default_factory=list)
+
+
+TrackResult = UpsertResult  # accepted events and per-event errors, as for upserts
 
 
 @dataclass
@@ -41,6 +43,7 @@ class DeleteResult:
 class QueryResult:
     columns: list[str]
     rows: list[tuple]
+    warnings: list[str] = field(default_factory=list)  # e.g. an event type never tracked
 
 
 class Store:
@@ -49,6 +52,7 @@ class Store:
     def __init__(self, shards: int = 4, *, strict: bool = False,
                  clock: Callable[[], float] | None = None) -> None:
         self.schema = Schema(strict=strict)
+        self.event_schema = tracking.EventSchema()
         self.slot_map = SlotMap.even(shards)
         self.shards = [Shard(self.schema, i) for i in range(shards)]
         self._clock = clock or time.time
@@ -84,13 +88,31 @@ class Store:
 
     def _ingest(self, ids: list, columns: dict[str, Any], rejections: ingest.Rejections) -> UpsertResult:
         prepared = ingest.write(self.schema, ids, columns, rejections, self.schema.declare,
-                                lambda p: self._route_upsert(p.enc, p.batches))
+                                lambda p: self._route(p, Shard.upsert))
         return UpsertResult(prepared.accepted, prepared.errors)
 
-    def _route_upsert(self, enc: EncodedIds, batches: list[FieldBatch]) -> None:
-        """Apply each shard's part; its gathers run in the worker thread."""
-        parts = routing.split(enc, self.slot_map, len(self.shards))
-        self._map(lambda p: self.shards[p.shard].upsert(p.ids(), p.uid, p.batches(batches)), parts)
+    def _route(self, prepared: ingest.PreparedBatch, method: Callable[..., None]) -> None:
+        """Apply each shard's part with `method` (Shard.upsert / Shard.track); the part's
+        gathers run in the worker thread."""
+        batches = prepared.batches
+        parts = routing.split(prepared.enc, self.slot_map, len(self.shards))
+        self._map(lambda p: method(self.shards[p.shard], p.ids(), p.uid, p.batches(batches)), parts)
+
+    def track(self, events: Sequence[Mapping[str, Any]]) -> TrackResult:
+        """Append events given as dicts: profile_id, type, optional ts, properties."""
+        return self._track(*tracking.columns_of_events(events))
+
+    def track_columns(self, ids: Sequence[str] | np.ndarray, types: Any, ts: Any = None,
+                      properties: Mapping[str, Any] | None = None) -> TrackResult:
+        """Bulk columnar event append: `types` a list or Categorical, `ts` None (now) or a
+        column (datetime64 arrays are the fast path), properties as in `upsert_columns`."""
+        ids, columns = tracking.check_event_columns(ids, types, ts, properties)
+        return self._track(ids, columns, ingest.Rejections(len(ids)))
+
+    def _track(self, ids: list, columns: dict[str, Any], rejections: ingest.Rejections) -> TrackResult:
+        prepared = tracking.write_events(self.event_schema, ids, columns, rejections,
+                                         self.now_us(), lambda p: self._route(p, Shard.track))
+        return TrackResult(prepared.accepted, prepared.errors)
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
@@ -105,26 +127,36 @@ class Store:
     # ---- reads ---------------------------------------------------------------------
     def get_profile(self, profile_id: str) -> dict[str, Any] | None:
         """The profile's non-null fields (plus profile_id), or None if unknown."""
+        found = self._owner(profile_id)
+        return None if found is None else found[0].get(found[1])[0]
+
+    def events_of(self, profile_id: str, limit: int = 100) -> list[dict[str, Any]] | None:
+        """The profile's events, most recent first (at most `limit`), or None if unknown."""
+        found = self._owner(profile_id)
+        return None if found is None else found[0].events_of(found[1], limit)[0]
+
+    def _owner(self, profile_id: str) -> tuple[Shard, EncodedIds] | None:
+        """The shard owning a (valid) id, with the id encoded; None for an invalid id."""
         if check_id(profile_id) is not None:
             return None
         enc = EncodedIds.encode([profile_id])
-        shard = self.shards[int(self.slot_map.shard_of_hashes(enc.hashes)[0])]
-        return shard.get(enc)[0]
+        return self.shards[int(self.slot_map.shard_of_hashes(enc.hashes)[0])], enc
 
     def now_us(self) -> int:
         return int(self._clock() * 1_000_000)
 
     def count(self, where: str = "") -> int:
         """Number of profiles matching a WHERE condition ('' matches all)."""
-        pred = compile_where(where, self.schema, self.now_us())
+        pred = compile_where(where, self.schema, self.now_us(), self.event_schema)
         return sum(self._map(lambda s: s.read(lambda sh: aggregate.count_where(sh, pred)), self.shards))
 
     def query(self, sql: str) -> QueryResult:
         """Run a SELECT over `profiles`."""
-        select = compile_select(sql, self.schema, self.now_us())
+        select = compile_select(sql, self.schema, self.now_us(), self.event_schema)
         partials = self._map(lambda s: s.read(lambda sh: aggregate.run_select(sh, select)), self.shards)
         merged = rd.merge_all(select, partials)
-        return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema))
+        return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema),
+                           event_warnings(select, self.event_schema))
 
     def _map(self, fn: Callable[[Any], Any], items: list) -> list:
         if self._pool is None or len(items) < 2:

@@ -14,8 +14,9 @@ from ..bitmap_index import rows_of
 from ..column import StringColumn, TagSetColumn
 from ..errors import QueryError
 from ..schema import ID_FIELD
+from ..timestamps import to_datetime
 from .executor import Evaluator
-from .ir import Agg, FieldRef, Select
+from .ir import Agg, EventValue, FieldRef, Select
 from .reduce import Partial, distinct_aggs, empty_state
 from .rowset import RowSet
 
@@ -37,7 +38,7 @@ def run_select(shard: "Shard", select: Select) -> Partial:
         return Partial("aggregate", states=[_agg_all(shard, g, rs, gathered) for g in distinct_aggs(select)])
     if select.kind == "group":
         return Partial("group", groups=_groups(shard, select, rs))
-    return Partial("list", rows=_listing(shard, select, rs))
+    return Partial("list", rows=_listing(shard, select, rs, ev))
 
 
 def count_where(shard: "Shard", where) -> int:
@@ -301,20 +302,30 @@ def _string_ranks(col: StringColumn) -> np.ndarray:
 
 
 # ---- listings ----------------------------------------------------------------------------
-def _listing(shard: "Shard", select: Select, rs: RowSet) -> list[tuple]:
+def _listing(shard: "Shard", select: Select, rs: RowSet, ev: Evaluator) -> list[tuple]:
     rows = rs.rows()
     window = None if select.limit is None else select.offset + select.limit
-    rows = _top_rows(shard, select, rows, window)
-    names = [c.expr.name for c in select.columns]
-    outputs = [shard.values_of(name, rows) for name in names]
-    order_vals = [shard.values_of(k.expr.name, rows) for k in select.order_by]
+    rows = _top_rows(shard, select, rows, window, ev)
+    outputs = [_values_of(shard, c.expr, rows, ev) for c in select.columns]
+    order_vals = [_values_of(shard, k.expr, rows, ev) for k in select.order_by]
     hashes = shard.index.hashes[rows].tolist()
     ids = shard.index.ids_of(rows)
     return [(tuple(o[i] for o in order_vals), hashes[i], ids[i], tuple(o[i] for o in outputs))
             for i in range(len(rows))]
 
 
-def _top_rows(shard: "Shard", select: Select, rows: np.ndarray, window: int | None) -> np.ndarray:
+def _values_of(shard: "Shard", expr: FieldRef | EventValue, rows: np.ndarray,
+               ev: Evaluator) -> list[Any]:
+    """Python values of one output term for the listed rows."""
+    if not isinstance(expr, EventValue):
+        return shard.values_of(expr.name, rows)
+    vals, present = ev.event_arrays(expr)
+    convert = to_datetime if expr.value_type == "timestamp" else (lambda v: v)
+    return [convert(v) if p else None for v, p in zip(vals[rows].tolist(), present[rows].tolist())]
+
+
+def _top_rows(shard: "Shard", select: Select, rows: np.ndarray, window: int | None,
+              ev: Evaluator) -> np.ndarray:
     """A superset-free pick of the `window` first rows in listing order (numpy only)."""
     if window is None or window >= len(rows):
         return rows
@@ -325,14 +336,18 @@ def _top_rows(shard: "Shard", select: Select, rows: np.ndarray, window: int | No
         return rows[np.argpartition(hashes, window - 1)[:window]]
     sort_keys = [hashes]
     for key in reversed(select.order_by):
-        value, null_rank = _sort_key(shard, key.expr, rows, key.desc, key.nulls_first)
+        value, null_rank = _sort_key(shard, key.expr, rows, key.desc, key.nulls_first, ev)
         sort_keys += [value, null_rank]
     return rows[np.lexsort(sort_keys)[:window]]
 
 
-def _sort_key(shard: "Shard", ref: FieldRef, rows: np.ndarray, desc: bool, nulls_first: bool):
+def _sort_key(shard: "Shard", ref: FieldRef | EventValue, rows: np.ndarray, desc: bool,
+              nulls_first: bool, ev: Evaluator):
     """(ascending sort value, null rank) arrays realising one ORDER BY term."""
-    if ref.name == ID_FIELD:
+    if isinstance(ref, EventValue):
+        vals, present = ev.event_arrays(ref)
+        value, null = vals[rows], (~present[rows]).astype(np.int8)
+    elif ref.name == ID_FIELD:
         value = _id_ranks(shard, rows)
         null = np.zeros(len(rows), dtype=np.int8)
     else:

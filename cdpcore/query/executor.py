@@ -7,9 +7,7 @@ gathered values (`filter_rows`) instead of scanning whole columns.
 """
 from __future__ import annotations
 
-import math
-import operator
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,22 +16,22 @@ from ..bitmap_index import rows_of
 from ..column import NumericColumn, StringColumn, TagSetColumn
 from ..ids import EncodedIds
 from ..schema import ID_FIELD
-from .ir import And, Compare, Const, Has, InSet, IsNull, Like, Or, Predicate
+from .ir import And, Compare, Const, EventValue, Has, InSet, IsNull, Like, Or, Predicate
+from . import event_values
 from .rowset import RowSet, intersect, union
+from .vectors import SCAN_CODES, codes_equal, compare_values, inset_values, leaf_codes
 
 if TYPE_CHECKING:
     from ..shard import Shard
 
-_OPS: dict[str, Callable] = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt,
-    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}
 # And switches from full scans to filtering gathered candidates below these densities.
 # Measured here: a fancy-index gather costs ~4 ns per element, a column scan ~0.25 ns;
 # a mask must be listed (flatnonzero, a full pass) before it can be gathered from.
 FILTER_FRACTION = 1 / 32
 MASK_FILTER_FRACTION = 1 / 256
-_SCAN_CODES = 8     # negated string tests with at most this many codes scan the code column
+# Event leaves are ordered after attribute tests: their cost is a pass over a window's
+# events whatever their selectivity, so cheap attribute tests go first.
+_EVENT_ESTIMATE = 0.9
 _SAMPLE = 512       # rows sampled to estimate a numeric predicate's selectivity
 
 
@@ -44,6 +42,7 @@ class Evaluator:
         self.shard = shard
         self.n = shard.n_rows
         self._codes_cache: dict[Predicate, tuple[np.ndarray, bool]] = {}
+        self._event_cache: dict[EventValue, tuple[np.ndarray, np.ndarray]] = {}
 
     # ---- full evaluation ------------------------------------------------------------
     def evaluate(self, p: Predicate | None) -> RowSet:
@@ -82,7 +81,28 @@ class Evaluator:
             acc = union(acc, self.evaluate(kid))
         return acc
 
+    def event_arrays(self, ev: EventValue) -> tuple[np.ndarray, np.ndarray]:
+        """(values, present) of an event value over all rows, computed once per query."""
+        found = self._event_cache.get(ev)
+        if found is None:
+            found = self._event_cache[ev] = event_values.value_arrays(self.shard, ev)
+        return found
+
+    def _event_leaf(self, p: Compare | InSet | IsNull) -> RowSet:
+        if isinstance(p, Compare):
+            mask = event_values.existence_mask(self.shard, p)
+            if mask is not None:
+                return RowSet(self.n, mask=mask)
+        vals, present = self.event_arrays(p.field)
+        if isinstance(p, IsNull):
+            return RowSet(self.n, mask=present if p.negated else self.all_rows().mask() & ~present)
+        if isinstance(p, Compare):
+            return RowSet(self.n, mask=compare_values(p.op, p.value, vals, present))
+        return RowSet(self.n, mask=inset_values(p, vals, present))
+
     def _compare(self, p: Compare) -> RowSet:
+        if isinstance(p.field, EventValue):
+            return self._event_leaf(p)
         if p.field == ID_FIELD:
             return self._ids(p.op == "!=", (p.value,))
         col = self.shard.column_for(p.field)
@@ -90,9 +110,11 @@ class Evaluator:
             return self._codes_rowset(col, p)
         if col is None:
             return RowSet.empty(self.n)
-        return RowSet(self.n, mask=_compare_values(p.op, p.value, col.values[:self.n], col.present[:self.n]))
+        return RowSet(self.n, mask=compare_values(p.op, p.value, col.values[:self.n], col.present[:self.n]))
 
     def _inset(self, p: InSet) -> RowSet:
+        if isinstance(p.field, EventValue):
+            return self._event_leaf(p)
         if p.field == ID_FIELD:
             return self._ids(p.negated, p.values)
         col = self.shard.column_for(p.field)
@@ -101,7 +123,7 @@ class Evaluator:
         if col is None:
             return RowSet.empty(self.n)
         vals, present = col.values[:self.n], col.present[:self.n]
-        return RowSet(self.n, mask=_inset_values(p, vals, present))
+        return RowSet(self.n, mask=inset_values(p, vals, present))
 
     def _like(self, p: Like) -> RowSet:
         col = self.shard.column_for(p.field)
@@ -110,6 +132,8 @@ class Evaluator:
         return self._codes_rowset(col, p)
 
     def _isnull(self, p: IsNull) -> RowSet:
+        if isinstance(p.field, EventValue):
+            return self._event_leaf(p)
         col = self.shard.column_for(p.field)
         if col is None:
             return RowSet.empty(self.n) if p.negated else self.all_rows()
@@ -132,7 +156,7 @@ class Evaluator:
         `city != 'x'` is the negation of `city = 'x'`, not a union of every other city."""
         found = self._codes_cache.get(p)
         if found is None:
-            found = self._codes_cache[p] = _leaf_codes(col, p)
+            found = self._codes_cache[p] = leaf_codes(col.dictionary, p)
         return found
 
     def _codes_rowset(self, col: StringColumn, p: Predicate) -> RowSet:
@@ -140,8 +164,8 @@ class Evaluator:
         if not negated:
             return RowSet(self.n, bm=col.index.union(codes))
         present = col.present_mask(self.n)
-        if len(codes) <= _SCAN_CODES:  # a scan of 1–2-byte codes beats complementing bitmaps
-            return RowSet(self.n, mask=present & ~_codes_equal(col.codes[:self.n], codes))
+        if len(codes) <= SCAN_CODES:  # a scan of 1–2-byte codes beats complementing bitmaps
+            return RowSet(self.n, mask=present & ~codes_equal(col.codes[:self.n], codes))
         return _without(present, rows_of(col.index.union(codes)))
 
     @staticmethod
@@ -168,6 +192,8 @@ class Evaluator:
     def estimate(self, p: Predicate) -> float:
         """Rough fraction of rows matching, used only to order And children."""
         n = max(self.n, 1)
+        if isinstance(getattr(p, "field", None), EventValue):
+            return _EVENT_ESTIMATE
         if isinstance(p, (Compare, InSet, Like)):
             if p.field == ID_FIELD:
                 return 0.0 if not getattr(p, "negated", False) and getattr(p, "op", "=") == "=" else 1.0
@@ -222,16 +248,18 @@ class Evaluator:
     def _filter_leaf(self, p: Predicate, rows: np.ndarray) -> np.ndarray:
         if isinstance(p, Const):
             return np.full(len(rows), p.value, dtype=bool)
+        if isinstance(getattr(p, "field", None), EventValue):
+            return self.evaluate(p).contains(rows)
         col = None if p.field == ID_FIELD else self.shard.column_for(p.field)
         if isinstance(col, NumericColumn) and isinstance(p, (Compare, InSet)):
             vals, present = col.values[rows], col.present[rows]
             if isinstance(p, Compare):
-                return _compare_values(p.op, p.value, vals, present)
-            return _inset_values(p, vals, present)
+                return compare_values(p.op, p.value, vals, present)
+            return inset_values(p, vals, present)
         if isinstance(col, StringColumn) and isinstance(p, (Compare, InSet, Like)):
             codes = col.codes[rows]
             target, negated = self._string_codes(col, p)
-            hit = _codes_equal(codes, target)
+            hit = codes_equal(codes, target)
             return (codes >= 0) & ~hit if negated else hit
         if isinstance(p, IsNull) and col is not None:
             present = col.present_mask(self.n)[rows]
@@ -245,75 +273,6 @@ def _without(mask: np.ndarray, rows: np.ndarray) -> RowSet:
     out = mask.copy()
     out[rows] = False
     return RowSet(len(mask), mask=out)
-
-
-def _leaf_codes(col: StringColumn, p: Predicate) -> tuple[np.ndarray, bool]:
-    d = col.dictionary
-    if isinstance(p, Like):
-        return d.codes_like(p.pattern, p.case_insensitive), p.negated
-    if isinstance(p, InSet):
-        return d.codes_in(p.values), p.negated
-    if p.op in ("=", "!="):
-        c = d.code(p.value)
-        return np.array([c] if c >= 0 else [], dtype=np.int32), p.op == "!="
-    return d.codes_compare(p.op, p.value), False
-
-
-def _codes_equal(codes: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """codes ∈ target; a few equality scans for short targets (np.isin sorts)."""
-    if len(target) <= _SCAN_CODES:
-        out = np.zeros(len(codes), dtype=bool)
-        for c in target.tolist():
-            out |= codes == c
-        return out
-    return np.isin(codes, target)
-
-
-def _compare_values(op: str, value, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
-    op, value = _int_literal(op, value, vals.dtype) if vals.dtype.kind == "i" else (op, value)
-    if value is None:  # literal outside the column's domain
-        return present.copy() if op == "!=" else np.zeros(len(vals), dtype=bool)
-    return present & _OPS[op](vals, value)
-
-
-def _int_literal(op: str, value, dtype: np.dtype):
-    """Rewrite an int-column comparison with a float literal, or one outside the
-    column's (possibly narrow) dtype, into an exact comparison within the dtype
-    (floats lose precision past 2**53; numpy must never wrap the literal).
-    value None: nothing matches (or, for !=, every present value does)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return op, value
-    lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
-    if isinstance(value, float) and math.isinf(value):
-        value = hi + 1 if value > 0 else lo - 1
-    elif isinstance(value, float):
-        if value != value:
-            return op, None
-        if op in ("=", "!="):
-            if not value.is_integer():
-                return op, None
-            value = int(value)
-        elif op in (">", ">="):
-            value = math.floor(value) + 1 if op == ">" or not value.is_integer() else int(value)
-            op = ">="
-        else:
-            value = math.ceil(value) - 1 if op == "<" or not value.is_integer() else int(value)
-            op = "<="
-    if value > hi:
-        return ("<=", hi) if op in ("<", "<=") else (("!=", None) if op == "!=" else (op, None))
-    if value < lo:
-        return (">=", lo) if op in (">", ">=") else (("!=", None) if op == "!=" else (op, None))
-    return op, value
-
-
-def _inset_values(p: InSet, vals: np.ndarray, present: np.ndarray) -> np.ndarray:
-    wanted = []
-    for v in p.values:
-        op, v2 = _int_literal("=", v, vals.dtype) if vals.dtype.kind == "i" else ("=", v)
-        if v2 is not None:
-            wanted.append(v2)
-    hit = np.isin(vals, np.array(wanted, dtype=vals.dtype)) if wanted else np.zeros(len(vals), dtype=bool)
-    return present & (~hit if p.negated else hit)
 
 
 _EVAL = {

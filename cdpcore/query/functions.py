@@ -18,16 +18,22 @@ import difflib
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, NoReturn, Union
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Union
 
 from .. import timestamps
 from ..errors import QueryError
-from ..schema import ID_FIELD, FieldType, Schema
-from .ir import Agg, Expr, FieldRef, Has, OutputColumn, Predicate, Span
+from ..schema import ID_FIELD, Field, FieldType, Schema
+from .ir import EVENT_FUNCS, Agg, EventValue, Expr, FieldRef, Has, OutputColumn, Predicate, Span
+from .windows import parse_window
 
-# Arg.kind values the parser produces.
-FIELD, STRING, NUMBER, BOOL, NULL, TIMESTAMP, INTERVAL = (
-    "field", "string", "number", "bool", "null", "timestamp", "interval")
+if TYPE_CHECKING:
+    from ..tracking import EventSchema
+
+# Arg.kind values the parser produces. EVENT: an event function's per-profile value
+# (value: EventValue); CONDITION: an event condition (value: a normalised Predicate).
+FIELD, STRING, NUMBER, BOOL, NULL, TIMESTAMP, INTERVAL, EVENT, CONDITION = (
+    "field", "string", "number", "bool", "null", "timestamp", "interval", "event", "condition")
+TERMS = (FIELD, EVENT)  # operands a predicate tests (the others are literals)
 
 
 @dataclass(frozen=True)
@@ -48,25 +54,42 @@ class Arg:
 
 @dataclass(frozen=True)
 class Context:
-    """What checking a query needs besides the syntax tree: the text, schema and clock."""
+    """What checking a query needs besides the syntax tree: the text, schema and clock.
+
+    Inside an event function's condition the "fields" are the event's properties:
+    `for_event_condition` gives that context (no profile key, `ts` a timestamp).
+    """
     text: str
     schema: Schema
     now_us: int
+    events: "EventSchema | None" = None
+    key: str | None = ID_FIELD        # the profile key's name; None inside event conditions
+    noun: str = "field"
 
     def fail(self, message: str, span: Span) -> NoReturn:
         raise QueryError(message, self.text, span.start, span.end)
 
     def field_type(self, name: str, span: Span) -> FieldType | None:
         """The type of field `name`; None for the `profile_id` key; unknown → QueryError."""
-        if name == ID_FIELD:
+        if name == self.key:
             return None
         field = self.schema.get(name)
         if field is None:
-            self.fail(f"unknown field {name!r}{did_you_mean(name, self.known_names())}", span)
+            self.fail(f"unknown {self.noun} {name!r}{did_you_mean(name, self.known_names())}",
+                      span)
         return field.type
 
     def known_names(self) -> list[str]:
-        return [ID_FIELD, *self.schema.names()]
+        return [*([self.key] if self.key else []), *self.schema.names()]
+
+    @property
+    def in_event_condition(self) -> bool:
+        return self.key is None
+
+    def for_event_condition(self) -> "Context":
+        known = self.events.properties.fields() if self.events is not None else []
+        props = Schema.of([*known, Field("ts", FieldType.TIMESTAMP)])
+        return Context(self.text, props, self.now_us, self.events, None, "event property")
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str:
@@ -189,6 +212,7 @@ class FunctionSpec:
     returns: str          # "predicate" (usable as a condition) or "value" (an operand)
     doc: str
     lower: Callable[[Call], Lowered]
+    conditions: bool = False  # its arguments may be conditions on event properties
 
     def signature_hint(self) -> str:
         if self.max_args is None:
@@ -226,6 +250,55 @@ def _lower_now(call: Call) -> Arg:
     return Arg(TIMESTAMP, call.ctx.now_us, call.span, "now()")
 
 
+def _event_lowering(func: str) -> Callable[[Call], Arg]:
+    """event_count(type [, window] [, condition]); event_sum/avg/min/max(type, 'prop',
+    [, window] [, condition]); first_seen/last_seen(type [, window] [, condition])."""
+    def lower(call: Call) -> Arg:
+        if call.ctx.in_event_condition:
+            call.fail(f"{call.name}() cannot be used inside an event condition")
+        args = list(call.args)
+        etype = _literal_string(call, args.pop(0), "an event type")
+        prop = _numeric_property(call, args.pop(0)) if EVENT_FUNCS[func] == "float" else None
+        since = until = where = None
+        for arg in args:
+            if arg.kind in (STRING, INTERVAL) and since is None and where is None:
+                since, until = call.ctx.now_us - _window(call, arg), call.ctx.now_us
+            elif arg.kind == CONDITION and where is None:
+                where = arg.value
+            else:
+                call.fail(f"{call.name}(): expected a window such as '30d' or a condition on "
+                          f"event properties, got {arg.describe()}", arg.span)
+        value = EventValue(func, etype, prop, since, until, where, span=call.span)
+        return Arg(EVENT, value, call.span, call.ctx.text[call.span.start:call.span.end])
+    return lower
+
+
+def _literal_string(call: Call, arg: Arg, what: str) -> str:
+    if arg.kind != STRING or not arg.value:
+        call.fail(f"{call.name}() needs {what} as a string literal, got {arg.describe()}", arg.span)
+    return arg.value
+
+
+def _numeric_property(call: Call, arg: Arg) -> str:
+    name = _literal_string(call, arg, "a property name")
+    ftype = call.ctx.for_event_condition().field_type(name, arg.span)
+    if ftype is not FieldType.FLOAT:
+        call.fail(f"{call.name}() needs a numeric event property; {name} is {ftype.value}",
+                  arg.span)
+    return name
+
+
+def _window(call: Call, arg: Arg) -> int:
+    if arg.kind == INTERVAL:
+        if arg.value <= 0:
+            call.fail(f"bad window {arg.sql}: must be longer than zero", arg.span)
+        return arg.value
+    try:
+        return parse_window(arg.value)
+    except ValueError as e:
+        call.fail(str(e), arg.span)
+
+
 FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in (
     FunctionSpec("has", 2, 2, "predicate",
                  "has(tags, 'a'): the string_set field contains the tag",
@@ -239,6 +312,19 @@ FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in (
     FunctionSpec("now", 0, 0, "value",
                  "now(): the query's clock, a timestamp; `now() - INTERVAL '14 days'` works",
                  _lower_now),
+    FunctionSpec("event_count", 1, 3, "value",
+                 "event_count('type' [, '30d'] [, condition]): the profile's matching events "
+                 "of that type (0 when none)", _event_lowering("count"), conditions=True),
+    *(FunctionSpec(f"event_{f}", 2, 4, "value",
+                   f"event_{f}('type', 'prop' [, '30d'] [, condition]): {f} of a numeric "
+                   "property over the matching events (NULL when none)",
+                   _event_lowering(f), conditions=True) for f in ("sum", "avg", "min", "max")),
+    FunctionSpec("first_seen", 1, 3, "value",
+                 "first_seen('type' [, '30d'] [, condition]): time of the earliest matching "
+                 "event (NULL when none)", _event_lowering("first_seen"), conditions=True),
+    FunctionSpec("last_seen", 1, 3, "value",
+                 "last_seen('type' [, '30d'] [, condition]): time of the latest matching "
+                 "event (NULL when none)", _event_lowering("last_seen"), conditions=True),
 )}
 
 # ---- aggregates: their argument types, and the rules of grouping ----
@@ -287,6 +373,9 @@ def check_grouping(ctx: Context, columns: tuple[OutputColumn, ...],
         return
     grouped = {g.name for g in group_by}
     for column in columns:
+        if isinstance(column.expr, EventValue):
+            ctx.fail("unsupported: event functions with GROUP BY or aggregates; list them "
+                     "per profile instead", column.expr.span)
         if isinstance(column.expr, FieldRef) and column.expr.name not in grouped:
             ctx.fail(f"{column.expr.name} must be in GROUP BY or inside an aggregate",
                      column.expr.span)
@@ -295,6 +384,10 @@ def check_grouping(ctx: Context, columns: tuple[OutputColumn, ...],
 def check_order_key(ctx: Context, expr: Expr, span: Span, group_by: tuple[FieldRef, ...],
                     kind: str) -> None:
     """Listings order by fields; group and aggregate queries by group keys or aggregates."""
+    if isinstance(expr, EventValue):
+        if kind != "list":
+            ctx.fail("unsupported: ORDER BY an event function with GROUP BY or aggregates", span)
+        return
     if kind == "list":
         if isinstance(expr, Agg):
             ctx.fail("aggregate in ORDER BY needs GROUP BY or aggregates in SELECT", span)

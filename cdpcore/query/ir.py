@@ -36,9 +36,39 @@ NO_SPAN = Span(0, 0)
 
 
 @dataclass(frozen=True)
+class EventValue:
+    """A per-profile value computed from the profile's events of one type.
+
+    func: count (never null), sum/avg/min/max of `prop`, first_seen/last_seen (min/max
+    ts, a timestamp); all but count are null for a profile without matching events.
+    The window is resolved against the query's clock at compile time: events with
+    since <= ts <= until (µs, inclusive; None unbounded). `where` is a normalised
+    predicate over the event's properties (and `ts`).
+    """
+    func: str
+    type: str
+    prop: str | None = None
+    since: int | None = None
+    until: int | None = None
+    where: "Predicate | None" = None
+    span: Span = field(default=NO_SPAN, compare=False)
+
+    @property
+    def value_type(self) -> str:
+        """The FieldType value of its result: int, float or timestamp."""
+        return EVENT_FUNCS[self.func]
+
+
+# event function → the type of the per-profile value it computes
+EVENT_FUNCS = {"count": "int", "sum": "float", "avg": "float", "min": "float", "max": "float",
+               "first_seen": "timestamp", "last_seen": "timestamp"}
+Term = Union[str, EventValue]  # what a leaf tests: a stored field's name, or an event value
+
+
+@dataclass(frozen=True)
 class Compare:
     """`field op value`; false (not unknown-true) where the field is null."""
-    field: str
+    field: Term
     op: str
     value: Scalar
     span: Span = field(default=NO_SPAN, compare=False)
@@ -47,7 +77,7 @@ class Compare:
 @dataclass(frozen=True)
 class InSet:
     """`field [NOT] IN (values...)` on int, float, string or timestamp fields."""
-    field: str
+    field: Term
     values: tuple[Scalar, ...]
     negated: bool = False
     span: Span = field(default=NO_SPAN, compare=False)
@@ -66,7 +96,7 @@ class Like:
 @dataclass(frozen=True)
 class IsNull:
     """`field IS [NOT] NULL`; for string_set, null means no set was ever given."""
-    field: str
+    field: Term
     negated: bool = False
     span: Span = field(default=NO_SPAN, compare=False)
 
@@ -128,7 +158,7 @@ class Agg:
     span: Span = field(default=NO_SPAN, compare=False)
 
 
-Expr = Union[FieldRef, Agg]
+Expr = Union[FieldRef, Agg, EventValue]
 
 
 @dataclass(frozen=True)

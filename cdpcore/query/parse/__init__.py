@@ -37,6 +37,7 @@ from sqlglot.tokens import Token
 
 from ...errors import QueryError
 from ...schema import Schema
+from ...tracking import EventSchema
 from ..functions import Context
 from ..ir import Predicate, Select, Span
 from .select import _SelectLowerer
@@ -48,7 +49,8 @@ __all__ = ["TABLE", "parse_select", "parse_where"]
 _DIALECT = DuckDB()
 
 
-def parse_where(text: str, schema: Schema, now_us: int) -> Predicate | None:
+def parse_where(text: str, schema: Schema, now_us: int,
+                events: "EventSchema | None" = None) -> Predicate | None:
     """A bare WHERE condition (a segment, `Store.count`) → raw, un-normalised Predicate IR.
 
     Empty text gives None: an empty condition matches every profile. `now_us` is the
@@ -56,19 +58,20 @@ def parse_where(text: str, schema: Schema, now_us: int) -> Predicate | None:
     """
     if not text.strip():
         return None
-    lowerer, node = _read(Context(text, schema, now_us))
+    lowerer, node = _read(Context(text, schema, now_us, events))
     if isinstance(node, exp.Query):
         lowerer.fail("expected a condition (what follows WHERE), not a query", node)
     return lowerer.predicate(node)
 
 
-def parse_select(text: str, schema: Schema, now_us: int) -> Select:
+def parse_select(text: str, schema: Schema, now_us: int,
+                 events: "EventSchema | None" = None) -> Select:
     """`SELECT ... FROM profiles ...` → Select IR, checked against `schema`.
 
     Everything outside the documented subset (docs/query-language.md) is refused here,
     with its position, so the planner and executor never meet a query they cannot run.
     """
-    ctx = Context(text, schema, now_us)
+    ctx = Context(text, schema, now_us, events)
     if not text.strip():
         ctx.fail("empty query: expected SELECT ... FROM profiles", Span(0, len(text)))
     lowerer, node = _read(ctx)

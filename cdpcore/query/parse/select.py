@@ -9,7 +9,8 @@ from sqlglot import exp
 
 from ...schema import ID_FIELD
 from .. import functions as fn
-from ..ir import Agg, Expr, FieldRef, OrderKey, OutputColumn, Select, Span
+from ..ir import Agg, EventValue, Expr, FieldRef, OrderKey, OutputColumn, Select, Span
+from .spans import _is_call
 from .where import TABLE, _Lowerer, _number
 
 _SELECT_CLAUSES = frozenset({"expressions", "from", "from_", "where", "group", "order",
@@ -82,6 +83,8 @@ class _SelectLowerer:
             else:
                 expr = self._expr(node)
                 name = expr.name if isinstance(expr, FieldRef) else node.sql(dialect="duckdb")
+                if isinstance(expr, EventValue):  # the user's own spelling of the call
+                    name = self.ctx.text[expr.span.start:expr.span.end]
                 columns.append(OutputColumn(name, expr))
         return tuple(columns)
 
@@ -103,8 +106,12 @@ class _SelectLowerer:
             self.lw.fail("unsupported: expressions over fields", node)
         if isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
             self.lw.fail("unsupported: a constant here; use fields or aggregates", node)
-        if isinstance(node, exp.Func):
-            self.lw.fail("unsupported: a function call here; use fields or aggregates", node)
+        if _is_call(node):
+            spec = fn.FUNCTIONS.get(self.lw.call_name(node).lower())
+            if spec is not None and spec.conditions:  # the event functions
+                return self.lw.operand(node).value
+            self.lw.fail("unsupported: a function call here; use fields, aggregates or "
+                         "event functions", node)
         self.lw.unsupported(node)
 
     def _field_ref(self, node: exp.Column) -> FieldRef:

@@ -12,8 +12,10 @@ from sqlglot import exp
 
 from ...schema import ID_FIELD, FieldType
 from .. import functions as fn
-from ..functions import BOOL, FIELD, INTERVAL, NULL, NUMBER, STRING, TIMESTAMP, Arg, Context
+from ..functions import (BOOL, CONDITION, EVENT, FIELD, INTERVAL, NULL, NUMBER, STRING, TERMS,
+                         TIMESTAMP, Arg, Context)
 from ..ir import MIRRORED_OP, And, Compare, Const, InSet, IsNull, Like, Not, Or, Predicate, Span
+from ..rules import normalize
 from ..windows import parse_interval
 from .spans import _CONSTRUCTS, _is_call, _own, _Spans
 
@@ -87,16 +89,22 @@ class _Lowerer:
 
     def compare(self, op: str, left: Arg, right: Arg, span: Span) -> Predicate:
         """`left op right` with the field on the left and the literal coerced to it."""
-        if left.kind == FIELD and right.kind == FIELD:
+        if left.kind in TERMS and right.kind in TERMS:
             self.ctx.fail(f"unsupported: comparing two fields ({left.sql}, {right.sql})", span)
-        if right.kind == FIELD:
+        if right.kind in TERMS:
             left, right, op = right, left, MIRRORED_OP[op]
-        if left.kind != FIELD:
+        if left.kind not in TERMS:
             return Const(fn.fold_compare(self.ctx, op, left, right, span), span=span)
+        if left.kind == EVENT:
+            return Compare(left.value, op, self._event_literal(left, right), span=span)
         ftype = self._scalar_field(left, span, "compare it")
         if ftype is None and op not in ("=", "!="):
             self.ctx.fail(f"{ID_FIELD} can only be tested with =, != or IN", span)
         return Compare(left.value, op, fn.coerce(self.ctx, left.value, ftype, right), span=span)
+
+    def _event_literal(self, value: Arg, literal: Arg) -> object:
+        """A literal coerced to an event value's type (count int, sums float, seen ts)."""
+        return fn.coerce(self.ctx, value.sql, FieldType(value.value.value_type), literal)
 
     def _scalar_field(self, arg: Arg, span: Span, verb: str) -> FieldType | None:
         ftype = self.ctx.field_type(arg.value, arg.span)
@@ -117,6 +125,9 @@ class _Lowerer:
                 self.fail("unsupported: subquery", node)
             self.fail("IN needs at least one value", node)
         field, span = self.operand(node.this), self.span(node)
+        if field.kind == EVENT:
+            values = (self._event_literal(field, self.operand(v)) for v in node.expressions)
+            return InSet(field.value, tuple(dict.fromkeys(values)), span=span)
         if field.kind != FIELD:
             self.fail("unsupported: IN needs a field on its left", node.this)
         ftype = self._scalar_field(field, span, "test tags")
@@ -144,6 +155,8 @@ class _Lowerer:
         if not isinstance(node.expression, exp.Null):
             self.fail("unsupported: IS TRUE / IS FALSE; use = TRUE or = FALSE", node)
         field = self.operand(node.this)
+        if field.kind == EVENT:
+            return IsNull(field.value, span=self.span(node))
         if field.kind != FIELD:
             self.fail("unsupported: IS NULL needs a field on its left", node.this)
         if self.ctx.field_type(field.value, field.span) is None:
@@ -156,15 +169,26 @@ class _Lowerer:
             self.fail(f"{spec.name}() is a value, not a condition: compare it", node)
         return fn.call(spec, args, self.span(node), self.ctx)
 
+    def call_name(self, node: exp.Func) -> str:
+        own = _own(node)
+        return self.ctx.text[own.start:own.end] if own else node.sql_name()
+
     def _call_parts(self, node: exp.Func) -> tuple[fn.FunctionSpec, tuple[Arg, ...]]:
         own = _own(node)
-        name = self.ctx.text[own.start:own.end] if own else node.sql_name()
-        spec = fn.lookup(name, self.ctx, own or self.span(node))
+        spec = fn.lookup(self.call_name(node), self.ctx, own or self.span(node))
         if isinstance(node, exp.Anonymous):
             raw = list(node.expressions)
         else:
             raw = [v for v in node.iter_expressions()]
+        if spec.conditions:
+            return spec, tuple(self._condition(a) if _is_condition(a) else self.operand(a)
+                               for a in raw)
         return spec, tuple(self.operand(a) for a in raw)
+
+    def _condition(self, node: exp.Expression) -> Arg:
+        """An event function's condition, checked against the event properties."""
+        inner = _Lowerer(self.ctx.for_event_condition(), self.spans)
+        return self._arg(CONDITION, normalize(inner.predicate(node)), node)
 
     # ---- operands: field references and (folded) literals ----
 
@@ -241,6 +265,13 @@ class _Lowerer:
         if spec.returns != "value":
             self.fail(f"{spec.name}() is a condition, not a value", node)
         return fn.call(spec, args, self.span(node), self.ctx)
+
+
+def _is_condition(node: exp.Expression) -> bool:
+    """Whether an argument is shaped like a condition (vs a value such as '30d')."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return type(node) in _PREDICATES and not isinstance(node, (exp.Column, exp.Paren))
 
 
 def _number(text: str) -> int | float:

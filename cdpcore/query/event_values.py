@@ -1,0 +1,184 @@
+"""Event values on one shard: `EventValue` → a per-row array, from window slices only.
+
+A window is one binary search per time-sorted chunk (`Chunk.window`); the condition is
+evaluated on the slice's property arrays; what survives is reduced per profile row with
+`np.bincount` (count, sum, avg) or `ufunc.at` (min, max, first/last seen). Tests that only
+ask whether an event exists — `event_count(...) >= 1`, `= 0`, and comparisons of
+first/last_seen with a time, which are existence tests over a narrower window — skip the
+per-row reduction: `last_seen('app_open') < T` is "has an app_open" minus "has one at or
+after T", and the first part is the log's member bitmap, so only the events after T are
+touched.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+
+from ..events import Chunk, EventLog
+from .ir import And, Compare, Const, EventValue, InSet, IsNull, Or, Predicate
+from .vectors import codes_equal, compare_values, inset_values, leaf_codes
+
+if TYPE_CHECKING:
+    from ..shard import Shard
+
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+_EXTREME: dict[str, tuple[Callable, bool]] = {  # func → (ufunc, reads ts instead of prop)
+    "min": (np.minimum, False), "max": (np.maximum, False),
+    "first_seen": (np.minimum, True), "last_seen": (np.maximum, True),
+}
+
+
+def value_arrays(shard: "Shard", ev: EventValue) -> tuple[np.ndarray, np.ndarray]:
+    """(values, present) over the shard's rows; present ⊆ live rows. Counts are int64,
+    sums/avg/min/max float64, first/last seen int64 µs."""
+    n = shard.n_rows
+    alive = shard.index.alive[:n]
+    rows, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count")
+    if ev.func == "count":
+        return np.bincount(rows, minlength=n), alive
+    counts = np.bincount(rows, minlength=n)
+    present = alive & (counts > 0)
+    if ev.func in ("sum", "avg"):
+        sums = np.bincount(rows, weights=vals, minlength=n)
+        return (sums if ev.func == "sum" else sums / np.maximum(counts, 1)), present
+    ufunc, reads_ts = _EXTREME[ev.func]
+    if reads_ts:
+        out = np.full(n, INT64_MAX if ufunc is np.minimum else INT64_MIN, dtype=np.int64)
+    else:
+        out = np.full(n, np.inf if ufunc is np.minimum else -np.inf)
+    ufunc.at(out, rows, vals)
+    return out, present
+
+
+def existence_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
+    """The rows satisfying `p` when it is an existence test in disguise (see the module
+    doc), computed without a per-row reduction; None when it is not one."""
+    ev, op, value = p.field, p.op, p.value
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    if ev.func == "count":
+        if (op, value) in ((">=", 1), (">", 0), ("!=", 0)):
+            return _exists(shard, ev, ev.since, ev.until)
+        if (op, value) in (("=", 0), ("<", 1), ("<=", 0)):
+            return shard.index.alive[:shard.n_rows] & ~_exists(shard, ev, ev.since, ev.until)
+        return None
+    if ev.func not in ("first_seen", "last_seen") or op not in ("<", "<=", ">", ">="):
+        return None
+    # last_seen >= T: some event at/after T. last_seen < T: some event, none at/after T.
+    # first_seen <= T: some event at/before T. first_seen > T: some event, none at/before T.
+    if ev.func == "last_seen":
+        bound = value if op in (">=", "<") else value + 1
+        since, until, positive = max(bound, ev.since if ev.since is not None else bound), ev.until, op in (">", ">=")
+    else:
+        bound = value if op in ("<=", ">") else value - 1
+        since, until, positive = ev.since, min(bound, ev.until if ev.until is not None else bound), op in ("<", "<=")
+    narrow = _exists(shard, ev, since, until)
+    if positive:
+        return narrow
+    return _exists(shard, ev, ev.since, ev.until) & ~narrow
+
+
+def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None) -> np.ndarray:
+    """Live rows with at least one matching event in [since, until]."""
+    n = shard.n_rows
+    alive = shard.index.alive[:n]
+    mask = np.zeros(n, dtype=bool)
+    log = shard.events.log(ev.type)
+    if log is None:
+        return mask
+    if since is None and until is None and ev.where is None:
+        members = np.array(log.members, dtype=np.uint32) if len(log.members) else None
+        if members is not None:
+            mask[members] = True
+        return mask & alive
+    rows, _ = _matching_rows(shard, ev, since, until, want_values=False)
+    mask[rows] = True
+    return mask & alive
+
+
+def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int | None,
+                   want_values: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows (and the reduced-over values) of the events matching `ev` in [since, until]."""
+    log = shard.events.log(ev.type)
+    rows_parts: list[np.ndarray] = []
+    value_parts: list[np.ndarray] = []
+    if log is not None and (since is None or until is None or since <= until):
+        for chunk, sl, keep in _slices(log, shard.alive_or_none(), since, until, ev.where):
+            vals = None
+            if want_values:
+                if ev.func in ("first_seen", "last_seen"):
+                    vals = chunk.ts[sl]
+                else:
+                    stored = chunk.props.get(ev.prop)
+                    if stored is None:
+                        continue  # no event in this chunk has the property
+                    vals = stored[sl]
+                    known = ~np.isnan(vals)
+                    keep = known if keep is None else keep & known
+            rows = chunk.rows[sl]
+            if keep is not None:
+                rows = rows[keep]
+                vals = vals[keep] if vals is not None else None
+            rows_parts.append(rows)
+            if vals is not None:
+                value_parts.append(vals)
+    rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype=np.uint32)
+    if not want_values:
+        return rows, None
+    dtype = np.int64 if ev.func in ("first_seen", "last_seen") else np.float64
+    return rows, np.concatenate(value_parts) if value_parts else np.zeros(0, dtype=dtype)
+
+
+def _slices(log: EventLog, alive: np.ndarray | None, since: int | None, until: int | None,
+            where: Predicate | None) -> Iterator[tuple[Chunk, slice, np.ndarray | None]]:
+    """(chunk, window slice, condition mask over the slice or None) per overlapping chunk."""
+    for chunk in log.sealed(alive):
+        if not chunk.overlaps(since, until):
+            continue
+        sl = chunk.window(since, until)
+        if sl.start == sl.stop:
+            continue
+        yield chunk, sl, None if where is None else condition_mask(log, chunk, sl, where)
+
+
+def condition_mask(log: EventLog, chunk: Chunk, sl: slice, p: Predicate) -> np.ndarray:
+    """Which events of chunk[sl] satisfy a normalised property condition (TRUE only)."""
+    n = sl.stop - sl.start
+    if isinstance(p, Const):
+        return np.full(n, p.value, dtype=bool)
+    if isinstance(p, And):
+        out = condition_mask(log, chunk, sl, p.children[0])
+        for kid in p.children[1:]:
+            out &= condition_mask(log, chunk, sl, kid)
+        return out
+    if isinstance(p, Or):
+        out = condition_mask(log, chunk, sl, p.children[0])
+        for kid in p.children[1:]:
+            out |= condition_mask(log, chunk, sl, kid)
+        return out
+    if p.field == "ts":
+        return _leaf_on_values(p, chunk.ts[sl], np.ones(n, dtype=bool))
+    stored = chunk.props.get(p.field)
+    if stored is None:  # absent on every event of the chunk: only IS NULL holds
+        return np.full(n, isinstance(p, IsNull) and not p.negated, dtype=bool)
+    values = stored[sl]
+    if stored.dtype.kind == "f":
+        return _leaf_on_values(p, values, ~np.isnan(values))
+    present = values >= 0
+    if isinstance(p, IsNull):
+        return present if p.negated else ~present
+    target, negated = leaf_codes(log.dictionaries[p.field], p)
+    hit = codes_equal(values, target)
+    return present & ~hit if negated else hit
+
+
+def _leaf_on_values(p: Predicate, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    if isinstance(p, IsNull):
+        return present if p.negated else ~present
+    if isinstance(p, Compare):
+        return compare_values(p.op, p.value, values, present)
+    if isinstance(p, InSet):
+        return inset_values(p, values, present)
+    raise TypeError(f"unsupported event condition {p!r}")  # the parser refuses the rest
+
