@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .arrays import used_codes
 from .batch import Categorical, TagSets
 from .coerce import MISSING, FieldBatch, coerce
 from .errors import BatchError, RecordError, SchemaError
@@ -26,6 +27,9 @@ class PreparedBatch:
     batches: list[FieldBatch]      # aligned with `enc`
     new_fields: list[Field]        # to declare before applying
     errors: list[RecordError] = field(default_factory=list)
+    # (record → position in the distinct ids, the distinct ids) when the ids came
+    # dictionary-encoded, so routing need not find the distinct ids again
+    distinct: tuple[np.ndarray, EncodedIds] | None = None
 
     @property
     def accepted(self) -> int:
@@ -66,10 +70,14 @@ def columns_of_records(records: Sequence[Any]) -> tuple[list, dict[Any, list], R
     return ids, columns, rejections
 
 
-def id_list(ids: Any) -> list:
-    """A batch's ids as a list; a bare string is refused, not split into characters."""
+def id_list(ids: Any) -> list | Categorical:
+    """A batch's ids as a list, or as given when dictionary-encoded (a Categorical: the
+    fast path for events, where one batch names the same profile many times); a bare
+    string is refused, not split into characters."""
     if isinstance(ids, (str, bytes)):
         raise BatchError("ids must be a list of profile ids, not a single string")
+    if isinstance(ids, Categorical):
+        return ids
     return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
 
 
@@ -105,7 +113,8 @@ def write(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Reject
 
 def prepare(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Rejections) -> PreparedBatch:
     """Validate a batch of len(ids) records given column by column."""
-    enc = _encode_ids(ids, rejections)
+    keyed = _encode_categorical_ids(ids, rejections) if isinstance(ids, Categorical) else None
+    enc = None if keyed else _encode_ids(ids, rejections)
     batches = []
     pending: list[tuple[Field, FieldBatch]] = []
     for name, col in columns.items():  # declared fields first: they decide validity
@@ -120,19 +129,25 @@ def prepare(schema: Schema, ids: list, columns: dict[Any, Any], rejections: Reje
     good = np.flatnonzero(~rejections.bad)
     new_fields = [f for f, b in pending if np.any(b.named[good] & ~b.null[good])]
     batches += [b for f, b in pending if f in new_fields]
-    if enc is None:
+    distinct = None
+    if keyed:
+        distinct = _used_ids(*keyed, good)
+        enc = distinct[1].take(distinct[0])
+    elif enc is None:
         enc = EncodedIds.encode([ids[i] for i in good.tolist()])
     elif good.size < len(ids):
         enc = enc.take(good)
     if good.size < len(ids):
         batches = [b.take(good) for b in batches]
     rejections.errors.sort(key=lambda e: (e.index, e.field or ""))
-    return PreparedBatch(enc, batches, new_fields, rejections.errors)
+    return PreparedBatch(enc, batches, new_fields, rejections.errors, distinct)
 
 
-def _encode_ids(ids: list, rejections: Rejections) -> EncodedIds | None:
+def _encode_ids(ids: list | Categorical, rejections: Rejections) -> EncodedIds | None:
     """Encode the ids (hashing them once for the whole write path) when all are valid;
     otherwise reject the bad ones one by one and return None."""
+    if isinstance(ids, Categorical):
+        return _encode_categorical_ids(ids, rejections)
     if ids and set(map(type, ids)) == {str}:
         try:
             enc = EncodedIds.encode(ids)
@@ -145,6 +160,38 @@ def _encode_ids(ids: list, rejections: Rejections) -> EncodedIds | None:
         if reason is not None:
             rejections.reject(i, ID_FIELD, reason)
     return None
+
+
+def _encode_categorical_ids(ids: Categorical, rejections: Rejections) -> tuple[EncodedIds, np.ndarray]:
+    """(the distinct ids the batch uses, record → position in them): each distinct id is
+    checked and hashed once. Records with a bad id (or code -1) are rejected."""
+    codes = ids.codes
+    used = used_codes(codes, len(ids.categories))
+    values = [ids.categories[c] for c in used.tolist()]
+    position = np.zeros(len(ids.categories) + 1, dtype=np.int64)  # code → index in `used`
+    position[used] = np.arange(len(used))
+    bad = codes < 0
+    enc = _encode_ids(values, Rejections(len(values)))
+    reasons: dict[int, str] = {}
+    if enc is None:  # some distinct ids are invalid: reject their records
+        reasons = {int(c): r for c, v in zip(used.tolist(), values) if (r := check_id(v))}
+        bad |= np.isin(codes, list(reasons))
+        enc = EncodedIds.encode([v if check_id(v) is None else "-" for v in values])
+    for i in np.flatnonzero(bad & ~rejections.bad).tolist():
+        rejections.reject(i, ID_FIELD, reasons.get(int(codes[i]), "profile_id is missing"))
+    return enc, position[codes]
+
+
+def _used_ids(enc: EncodedIds, uid: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, EncodedIds]:
+    """The accepted records' (uid, distinct ids): ids named only by rejected records go,
+    so they cannot create profiles."""
+    uid = uid[good]
+    used = used_codes(uid, len(enc))
+    if len(used) == len(enc):
+        return uid, enc
+    table = np.zeros(len(enc), dtype=np.int64)
+    table[used] = np.arange(len(used))
+    return table[uid], enc.take(used)
 
 
 def _coerce(fld: Field, col: Any, rejections: Rejections) -> FieldBatch:

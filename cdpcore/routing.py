@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .arrays import distinct
+from .arrays import segment_positions
 from .coerce import FieldBatch
 from .errors import BatchError
 from .ids import EncodedIds, check_id
@@ -40,9 +40,11 @@ class ShardPart:
         return [b.take(self.records) for b in batches]
 
 
-def split(enc: EncodedIds, slot_map: SlotMap, n_shards: int) -> list[ShardPart]:
-    """Parts of a batch per owning shard; records keep their order within a part."""
-    uid, uenc = distinct_ids(enc)
+def split(enc: EncodedIds, slot_map: SlotMap, n_shards: int,
+          distinct: tuple[np.ndarray, EncodedIds] | None = None) -> list[ShardPart]:
+    """Parts of a batch per owning shard; records keep their order within a part.
+    `distinct` is `distinct_ids(enc)` when the caller already knows it."""
+    uid, uenc = distinct or distinct_ids(enc)
     owner_u = slot_map.shard_of_hashes(uenc.hashes)
     owner_rec = owner_u[uid]
     local = np.empty(len(uenc), dtype=np.int64)  # id position within its shard's ids
@@ -60,9 +62,44 @@ def split(enc: EncodedIds, slot_map: SlotMap, n_shards: int) -> list[ShardPart]:
 
 
 def distinct_ids(enc: EncodedIds) -> tuple[np.ndarray, EncodedIds]:
-    """(record → distinct id position, the distinct ids in first-seen order)."""
-    if len(distinct(enc.hashes)) == len(enc):  # distinct hashes imply distinct ids
-        return np.arange(len(enc)), enc
+    """(record → distinct id position, the distinct ids in first-seen order).
+
+    Vectorised over the hashes: equal ids have equal hashes, and records whose hash
+    repeats are compared byte for byte with the first record of that hash, so a 64-bit
+    collision (never seen in practice) falls back to an exact dictionary pass.
+    """
+    n = len(enc)
+    order = np.argsort(enc.hashes, kind="stable")  # stable: a group starts at its first record
+    sorted_hashes = enc.hashes[order]
+    starts = np.ones(n, dtype=bool)
+    np.not_equal(sorted_hashes[1:], sorted_hashes[:-1], out=starts[1:])
+    if starts.all():  # distinct hashes imply distinct ids
+        return np.arange(n), enc
+    group = np.cumsum(starts) - 1
+    firsts = order[starts]                      # per group: its first record
+    if not _same_ids(enc, order, firsts[group]):
+        return _distinct_ids_exact(enc)
+    rank = np.empty(len(firsts), dtype=np.int64)  # group → position in first-seen order
+    rank[np.argsort(firsts, kind="stable")] = np.arange(len(firsts))
+    uid = np.empty(n, dtype=np.int64)
+    uid[order] = rank[group]
+    return uid, enc.take(np.sort(firsts))
+
+
+def _same_ids(enc: EncodedIds, records: np.ndarray, firsts: np.ndarray) -> bool:
+    """Whether every record's id equals the id of the first record of its hash."""
+    moved = records != firsts
+    records, firsts = records[moved], firsts[moved]
+    lengths = enc.lengths
+    if not np.array_equal(lengths[records], lengths[firsts]):
+        return False
+    span = lengths[records]
+    a = enc.buf[segment_positions(enc.off[:-1][records], span)]
+    b = enc.buf[segment_positions(enc.off[:-1][firsts], span)]
+    return bool(np.array_equal(a, b))
+
+
+def _distinct_ids_exact(enc: EncodedIds) -> tuple[np.ndarray, EncodedIds]:
     ids = enc.decode()
     pos = {k: i for i, k in enumerate(dict.fromkeys(ids))}
     uid = np.fromiter(map(pos.__getitem__, ids), dtype=np.int64, count=len(ids))

@@ -95,7 +95,7 @@ class Store:
         """Apply each shard's part with `method` (Shard.upsert / Shard.track); the part's
         gathers run in the worker thread."""
         batches = prepared.batches
-        parts = routing.split(prepared.enc, self.slot_map, len(self.shards))
+        parts = routing.split(prepared.enc, self.slot_map, len(self.shards), prepared.distinct)
         self._map(lambda p: method(self.shards[p.shard], p.ids(), p.uid, p.batches(batches)), parts)
 
     def track(self, events: Sequence[Mapping[str, Any]]) -> TrackResult:

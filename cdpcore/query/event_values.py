@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
+from ..bitmap_index import rows_of
 from ..events import Chunk, EventLog
 from .ir import And, Compare, Const, EventValue, InSet, IsNull, Or, Predicate
 from .vectors import codes_equal, compare_values, inset_values, leaf_codes
@@ -88,9 +89,7 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
     if log is None:
         return mask
     if since is None and until is None and ev.where is None:
-        members = np.array(log.members, dtype=np.uint32) if len(log.members) else None
-        if members is not None:
-            mask[members] = True
+        mask[rows_of(log.members)] = True
         return mask & alive
     rows, _ = _matching_rows(shard, ev, since, until, want_values=False)
     mask[rows] = True
