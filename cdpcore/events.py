@@ -106,8 +106,10 @@ class EventLog:
     def __len__(self) -> int:
         return sum(map(len, self.chunks)) + self._tail_len
 
-    def append(self, rows: np.ndarray, ts: np.ndarray, props: list[FieldBatch]) -> None:
-        """Add events (rows uint32, ts int64 µs) with their property batches."""
+    def append(self, rows: np.ndarray, ts: np.ndarray, props: list[FieldBatch],
+               alive: np.ndarray | None = None) -> None:
+        """Add events (rows uint32, ts int64 µs) with their property batches; `alive`
+        (None: nothing deleted) lets merges drop deleted profiles' events."""
         stored = {}
         for batch in props:
             present = batch.named & ~batch.null
@@ -118,7 +120,7 @@ class EventLog:
         self._tail_len += len(rows)
         self.members.update(array("I", rows.tobytes()) if rows.dtype == np.uint32 else rows)
         if self._tail_len >= SEAL_EVENTS:
-            self.seal()
+            self.seal(alive)
 
     def _property_values(self, batch: FieldBatch, present: np.ndarray) -> np.ndarray:
         name, kind = batch.field.name, batch.field.type
@@ -181,7 +183,8 @@ class EventStore:
     def log(self, name: str) -> EventLog | None:
         return self.logs.get(name)
 
-    def append(self, rows: np.ndarray, batches: list[FieldBatch]) -> None:
+    def append(self, rows: np.ndarray, batches: list[FieldBatch],
+               alive: np.ndarray | None = None) -> None:
         """Add a validated batch: batches[0] is the type, [1] the ts, the rest properties."""
         types, stamps, props = batches[0], batches[1], batches[2:]
         rows = rows.astype(np.uint32, copy=False)
@@ -192,9 +195,9 @@ class EventStore:
             if log is None:
                 log = self.logs[name] = EventLog(name)
             if sel is None:
-                log.append(rows, stamps.values, props)
+                log.append(rows, stamps.values, props, alive)
             else:
-                log.append(rows[sel], stamps.values[sel], [b.take(sel) for b in props])
+                log.append(rows[sel], stamps.values[sel], [b.take(sel) for b in props], alive)
 
     def nbytes(self) -> int:
         return sum(log.nbytes() for log in self.logs.values())

@@ -93,7 +93,8 @@ class Shard:
         """Append valid events (see `tracking.prepare_events` for the batches); an event
         for an unknown profile creates the profile."""
         with self._lock:
-            self.events.append(self._unlocked_rows(ids)[rec_uid], batches)
+            rows = self._unlocked_rows(ids)[rec_uid]
+            self.events.append(rows, batches, self.alive_or_none())
 
     def _unlocked_rows(self, ids: EncodedIds) -> np.ndarray:
         """The rows of distinct ids, creating rows for new ones."""
