@@ -35,9 +35,10 @@ def run_select(shard: "Shard", select: Select) -> Partial:
     rs = ev.evaluate(select.where)
     if select.kind == "aggregate":
         gathered: dict[str, np.ndarray] = {}
-        return Partial("aggregate", states=[_agg_all(shard, g, rs, gathered) for g in distinct_aggs(select)])
+        return Partial("aggregate", states=[_agg_all(shard, g, rs, gathered, ev)
+                                            for g in distinct_aggs(select)])
     if select.kind == "group":
-        return Partial("group", groups=_groups(shard, select, rs))
+        return Partial("group", groups=_groups(shard, select, rs, ev))
     return Partial("list", rows=_listing(shard, select, rs, ev))
 
 
@@ -46,11 +47,15 @@ def count_where(shard: "Shard", where) -> int:
 
 
 # ---- whole-selection aggregates --------------------------------------------------------
-def _agg_all(shard: "Shard", agg: Agg, rs: RowSet, gathered: dict[str, np.ndarray]) -> Any:
+def _agg_all(shard: "Shard", agg: Agg, rs: RowSet, gathered: dict[str, np.ndarray],
+             ev: Evaluator) -> Any:
     """One aggregate over the whole selection; `gathered` memoises each field's
     present values for row-form selections (min(age) and max(age) gather once)."""
     if agg.field is None:
         return rs.count()
+    if isinstance(agg.field, EventValue):
+        vals, present = ev.event_arrays(agg.field)
+        return _reduce_values(agg.func, vals, rs.mask() & present, 1)
     col = shard.column_for(agg.field)
     if col is None:
         return empty_state(agg)
@@ -113,7 +118,7 @@ def _string_extreme(col: StringColumn, func: str, rows: np.ndarray) -> str | Non
 
 
 # ---- GROUP BY -------------------------------------------------------------------------
-def _groups(shard: "Shard", select: Select, rs: RowSet) -> dict[tuple, list]:
+def _groups(shard: "Shard", select: Select, rs: RowSet, ev: Evaluator) -> dict[tuple, list]:
     aggs = distinct_aggs(select)
     if len(select.group_by) == 1 and all(a.func == "count" and a.field is None for a in aggs):
         col = shard.column_for(select.group_by[0].name)
@@ -126,7 +131,7 @@ def _groups(shard: "Shard", select: Select, rs: RowSet) -> dict[tuple, list]:
     inv, uniq_keys = _composite(keys, decoders)
     g = len(uniq_keys)
     counts = np.bincount(inv, minlength=g)
-    states = [_agg_groups(shard, a, rows[pos], inv, g, counts) for a in aggs]
+    states = [_agg_groups(shard, a, rows[pos], inv, g, counts, ev) for a in aggs]
     return {key: [s[i] for s in states] for i, key in enumerate(uniq_keys)}
 
 
@@ -232,9 +237,13 @@ def _unpack(c: int, sizes: list[int]) -> tuple[int, ...]:
 
 
 def _agg_groups(shard: "Shard", agg: Agg, item_rows: np.ndarray, inv: np.ndarray, g: int,
-                counts: np.ndarray) -> list:
+                counts: np.ndarray, ev: Evaluator) -> list:
     if agg.field is None:
         return counts.tolist()
+    if isinstance(agg.field, EventValue):
+        vals, present = ev.event_arrays(agg.field)
+        keep = present[item_rows]
+        return _numeric_groups(agg.func, vals[item_rows][keep], inv[keep], g)
     col = shard.column_for(agg.field)
     if col is None:
         return [empty_state(agg)] * g
@@ -244,15 +253,19 @@ def _agg_groups(shard: "Shard", agg: Agg, item_rows: np.ndarray, inv: np.ndarray
             return np.bincount(inv, weights=present, minlength=g).astype(np.int64).tolist()
         return _grouped_string_extreme(col, agg.func, item_rows, inv, g)
     present = col.present[item_rows]
-    vals, gi = col.values[item_rows][present], inv[present]
+    return _numeric_groups(agg.func, col.values[item_rows][present], inv[present], g)
+
+
+def _numeric_groups(func: str, vals: np.ndarray, gi: np.ndarray, g: int) -> list:
+    """Per-group states of one aggregate over present numeric values (gi: their group)."""
     k = np.bincount(gi, minlength=g)
-    if agg.func == "count":
+    if func == "count":
         return k.tolist()
-    if agg.func in ("sum", "avg"):
+    if func in ("sum", "avg"):
         sums = _grouped_int_sum(vals.astype(np.int64), gi, g) if vals.dtype.kind == "i" else \
             np.bincount(gi, weights=vals, minlength=g).tolist()
         return [[s, int(c)] for s, c in zip(sums, k.tolist())]
-    return _grouped_extreme(agg.func, vals, gi, g, k)
+    return _grouped_extreme(func, vals, gi, g, k)
 
 
 def _grouped_int_sum(vals: np.ndarray, gi: np.ndarray, g: int) -> list[int]:

@@ -355,6 +355,14 @@ def aggregate_field(ctx: Context, func: str, name: str, span: Span) -> str | Non
     return name
 
 
+def aggregate_event(ctx: Context, func: str, value: EventValue) -> EventValue:
+    """An event value as an aggregate's argument: sums and averages need numbers."""
+    if func in ("sum", "avg") and value.value_type == "timestamp":
+        ctx.fail(f"{func}() takes numbers; {ctx.text[value.span.start:value.span.end]} is a "
+                 "timestamp", value.span)
+    return value
+
+
 _GROUPABLE = (FieldType.STRING, FieldType.BOOL, FieldType.STRING_SET)
 
 
@@ -374,8 +382,8 @@ def check_grouping(ctx: Context, columns: tuple[OutputColumn, ...],
     grouped = {g.name for g in group_by}
     for column in columns:
         if isinstance(column.expr, EventValue):
-            ctx.fail("unsupported: event functions with GROUP BY or aggregates; list them "
-                     "per profile instead", column.expr.span)
+            ctx.fail("an event function must be inside an aggregate here (GROUP BY or "
+                     "aggregates are present)", column.expr.span)
         if isinstance(column.expr, FieldRef) and column.expr.name not in grouped:
             ctx.fail(f"{column.expr.name} must be in GROUP BY or inside an aggregate",
                      column.expr.span)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..schema import FieldType, Schema
 from ..timestamps import to_datetime
-from .ir import Agg, Select
+from .ir import Agg, EventValue, Select
 
 # An aggregate's partial state: count → int; sum/avg → [total, n]; min/max → value|None.
 State = Any
@@ -86,9 +86,15 @@ def final_value(agg: Agg, state: State, schema: Schema) -> Any:
         return state[0] if state[1] else None
     if agg.func == "avg":
         return state[0] / state[1] if state[1] else None
-    if state is not None and schema[agg.field].type is FieldType.TIMESTAMP:
+    if state is not None and _is_timestamp(agg, schema):
         return to_datetime(state)
     return state
+
+
+def _is_timestamp(agg: Agg, schema: Schema) -> bool:
+    if isinstance(agg.field, EventValue):
+        return agg.field.value_type == "timestamp"
+    return schema[agg.field].type is FieldType.TIMESTAMP
 
 
 def sort_rows(rows: list, keys: list[tuple[Callable[[Any], Any], bool, bool]]) -> list:

@@ -133,6 +133,10 @@ class _SelectLowerer:
             self.ctx.fail(f"wrong number of arguments: {func}() takes 1", span)
         if isinstance(arg, exp.Distinct):
             self.lw.unsupported(arg)
+        if _is_call(arg):
+            value = self._expr(arg)
+            if isinstance(value, EventValue):
+                return Agg(func, fn.aggregate_event(self.ctx, func, value), span=span)
         if not isinstance(arg, exp.Column):
             self.lw.fail(f"unsupported: {func}() of an expression; name a field", arg)
         ref = self._field_ref(arg)
