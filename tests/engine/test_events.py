@@ -233,3 +233,24 @@ def test_prepare_with_categorical_ids_drops_ids_of_rejected_records():
     prepared = prepare(Schema(), ids, {}, rej)
     uid, distinct = prepared.distinct
     assert distinct.decode() == ["good"] and uid.tolist() == [0]
+
+
+def test_event_values_in_select_listings_and_aggregates(store):
+    store.upsert([{"profile_id": p, "country": c} for p, c in (("a", "JP"), ("b", "JP"), ("c", "US"))])
+    store.track([{"profile_id": "a", "type": "buy", "amount": 10, "ts": _iso(2)},
+                 {"profile_id": "a", "type": "buy", "amount": 5, "ts": _iso(40)},
+                 {"profile_id": "c", "type": "buy", "amount": 7, "ts": _iso(1)}])
+    res = store.query("SELECT profile_id, event_count('buy', '30d') AS n, event_sum('buy', 'amount') "
+                      "AS spend FROM profiles ORDER BY spend DESC, profile_id")
+    assert res.columns == ["profile_id", "n", "spend"]
+    assert res.rows == [("a", 1, 15.0), ("c", 1, 7.0), ("b", 0, None)]
+    res = store.query("SELECT country, avg(event_count('buy')), sum(event_sum('buy', 'amount')), "
+                      "max(last_seen('buy')) FROM profiles GROUP BY country ORDER BY country")
+    assert res.rows == [("JP", 1.0, 15.0, dt.datetime.fromtimestamp(NOW - 2 * 86400, UTC)),
+                        ("US", 1.0, 7.0, dt.datetime.fromtimestamp(NOW - 86400, UTC))]
+    res = store.query("SELECT count(event_sum('buy', 'amount')), min(first_seen('buy')) FROM profiles")
+    assert res.rows == [(2, dt.datetime.fromtimestamp(NOW - 40 * 86400, UTC))]
+    with pytest.raises(QueryError):
+        store.query("SELECT sum(last_seen('buy')) FROM profiles")
+    with pytest.raises(QueryError):
+        store.query("SELECT country, event_count('buy') FROM profiles GROUP BY country")
