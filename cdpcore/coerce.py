@@ -180,16 +180,20 @@ def _whole(field: Field, n: int, values=None, null=None, errors: Errors | None =
     return FieldBatch(field, named, null, values=values, **kw), errors or []
 
 
-def _reject(field: Field, n: int, reason: str) -> tuple[FieldBatch, Errors]:
+def _reject(field: Field, n: int, reason: str, null: np.ndarray | None = None) -> tuple[FieldBatch, Errors]:
+    """Every record fails with `reason`, except those that leave the field null (a column
+    of the wrong kind cannot reject a record that gives it no value)."""
     batch, _ = _whole(field, n, null=np.ones(n, dtype=bool))
-    return batch, [(i, reason) for i in range(n)]
+    failing = range(n) if null is None else np.flatnonzero(~null).tolist()
+    return batch, [(i, reason) for i in failing]
 
 
 # ---- pre-encoded forms -----------------------------------------------------------------
 def _from_categorical(field: Field, col: Categorical) -> tuple[FieldBatch, Errors]:
     n = len(col)
     if field.type is not FieldType.STRING:
-        return _reject(field, n, f"expected {field.type.value}, got categorical strings")
+        return _reject(field, n, f"expected {field.type.value}, got categorical strings",
+                       np.asarray(col.codes) < 0)
     cats = list(col.categories)
     reasons = _category_problems(cats)
     codes = col.codes.astype(np.int32)
@@ -215,7 +219,7 @@ def _category_problems(cats: list[Any]) -> dict[int, str]:
 def _from_tagsets(field: Field, col: TagSets) -> tuple[FieldBatch, Errors]:
     n = len(col)
     if field.type is not FieldType.STRING_SET:
-        return _reject(field, n, f"expected {field.type.value}, got tag sets")
+        return _reject(field, n, f"expected {field.type.value}, got tag sets", col.null)
     null = col.null if col.null is not None else np.zeros(n, dtype=bool)
     reasons = _category_problems(list(col.categories))
     if not reasons:
@@ -254,7 +258,7 @@ def _bad_positions(field: Field, ok: np.ndarray, null: np.ndarray, reason: Calla
 def _array_int(field, arr, null):
     kind = arr.dtype.kind
     if kind == "b":
-        return _reject(field, len(arr), "expected int, got bool")
+        return _reject(field, len(arr), "expected int, got bool", null)
     if kind == "u" and arr.dtype.itemsize == 8:
         ok = arr <= np.uint64(INT64_MAX)
         errors, null = _bad_positions(field, ok, null, lambda i: f"int out of range: {arr[i]}")
@@ -265,12 +269,12 @@ def _array_int(field, arr, null):
         return _whole(field, len(arr), values=np.where(ok, arr, 0).astype(np.int64), null=null, errors=errors)
     if kind in "iu":
         return _whole(field, len(arr), values=arr.astype(np.int64), null=null)
-    return _reject(field, len(arr), f"expected int, got {arr.dtype}")
+    return _reject(field, len(arr), f"expected int, got {arr.dtype}", null)
 
 
 def _array_float(field, arr, null):
     if arr.dtype.kind not in "iuf":
-        return _reject(field, len(arr), f"expected float, got {arr.dtype}")
+        return _reject(field, len(arr), f"expected float, got {arr.dtype}", null)
     vals = arr.astype(np.float64)
     ok = np.isfinite(vals)
     errors, null = _bad_positions(field, ok, null, lambda i: f"float must be finite, got {arr[i]!r}")
@@ -279,7 +283,7 @@ def _array_float(field, arr, null):
 
 def _array_bool(field, arr, null):
     if arr.dtype.kind != "b":
-        return _reject(field, len(arr), f"expected bool, got {arr.dtype}")
+        return _reject(field, len(arr), f"expected bool, got {arr.dtype}", null)
     return _whole(field, len(arr), values=arr.astype(bool), null=null)
 
 
@@ -299,7 +303,7 @@ def _array_timestamp(field, arr, null):
         errors, null = _bad_positions(field, ok, null, lambda i: f"timestamp out of range: {arr[i]!r}")
         batch, more = _checked_micros(field, micros, null)
         return batch, errors + more
-    return _reject(field, len(arr), f"expected timestamp, got {arr.dtype}")
+    return _reject(field, len(arr), f"expected timestamp, got {arr.dtype}", null)
 
 
 def _datetime64(field, arr, null):

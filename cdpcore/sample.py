@@ -22,6 +22,14 @@ Two output forms, holding the same data:
 Timestamps are whole seconds at or before `REF_NOW`, a fixed instant, so queries such
 as "not seen for 14 days" have a fixed answer: write them against `REF_NOW`
 (e.g. `last_seen < '2026-10-18'`), not against the wall clock's `now()`.
+
+Behavioural events of the same profiles (ids from `make_ids`): `generate_events` (all
+at once), `iter_events` (chunks of about `EVENT_CHUNK` events, for 100M+), and
+`event_batches` (bounded batches), each yielding the arguments of
+`Store.track_columns`: page views, app opens, add-to-carts and purchases (amount,
+category) over the year before `REF_NOW`, skewed per profile, denser recently, in
+arrival order with some late arrivals. `iter_event_arrays` gives the same events as
+raw numpy arrays (profile numbers instead of id strings).
 """
 from __future__ import annotations
 
@@ -37,6 +45,8 @@ __all__ = [
     "SCHEMA", "REF_NOW", "BLOCK", "GENDERS", "COUNTRIES", "CITIES", "CITY_COUNTRY",
     "PLANS", "INTERESTS", "make_ids", "generate_columns", "generate_rows",
     "columns_to_rows", "batches",
+    "EVENT_TYPES", "EVENT_CATEGORIES", "EVENT_PROPERTIES", "EVENT_CHUNK",
+    "iter_event_arrays", "iter_events", "generate_events", "event_batches", "slice_events",
 ]
 
 SCHEMA: dict[str, str] = {
@@ -188,15 +198,24 @@ def make_ids(n: int, start: int = 0) -> list[str]:
     Eight digits, more when the numbers need them. Built chunk by chunk as one ASCII
     buffer split in C, which beats formatting ten million strings one by one.
     """
-    width = max(8, len(str(start + n - 1)))
+    return _format_ids(np.arange(start, start + n, dtype=np.int64), _id_width(start + n))
+
+
+def _id_width(n: int) -> int:
+    """Digits in the ids of profiles 0 .. n - 1 (eight, more when the numbers need them)."""
+    return max(8, len(str(n - 1)))
+
+
+def _format_ids(numbers: np.ndarray, width: int) -> list[str]:
+    """`"u" + number` zero-padded to `width` digits, for every number of an int array."""
     powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
     out: list[str] = []
-    for lo in range(start, start + n, BLOCK):
-        k = min(BLOCK, start + n - lo)
-        m = np.empty((k, width + 2), dtype=np.uint8)
+    for lo in range(0, len(numbers), BLOCK):
+        part = numbers[lo:lo + BLOCK].astype(np.int64, copy=False)
+        m = np.empty((len(part), width + 2), dtype=np.uint8)
         m[:, 0] = ord("u")
         m[:, -1] = ord(" ")
-        m[:, 1:-1] = np.arange(lo, lo + k, dtype=np.int64)[:, None] // powers % 10 + ord("0")
+        m[:, 1:-1] = part[:, None] // powers % 10 + ord("0")
         out += m.tobytes().decode("ascii").split()
     return out
 
@@ -404,3 +423,218 @@ def batches(n: int, batch_size: int = 1_000_000, seed: int = 42,
     """`generate_columns` over [start, start + n) in batches of `batch_size`."""
     for lo in range(start, start + n, batch_size):
         yield generate_columns(min(batch_size, start + n - lo), seed, lo)
+
+
+# ---- behavioural events ------------------------------------------------------------------
+#
+# The model, per profile i (drawn once per (seed, n_profiles)): an activity rate (gamma,
+# shape 0.5: many near-idle profiles, a few very active ones), an active period within
+# the year before REF_NOW (some profiles start during the year, some churn), a shopper
+# factor scaling its cart/purchase shares and an app share among its other events.
+# Activity grows through the year (density e^{g·t}), so recent windows are denser.
+# Time is handled in "activity space" W(t) = ∫ density, where the events of a profile
+# are uniform: the events of a slice [L, R) of W are Poisson(rate · |[L, R) ∩ active|),
+# placed uniformly in that overlap. Each output chunk is one slice, so chunks follow
+# each other in time and all hold about the same number of events.
+
+#: Event types, in the order of their Categorical codes.
+EVENT_TYPES: list[str] = ["page_view", "app_open", "add_to_cart", "purchase"]
+_PAGE_VIEW, _APP_OPEN, _ADD_TO_CART, _PURCHASE = range(4)
+_CART_P, _PURCHASE_P = 0.13, 0.07          # mean shares; page views 55 %, app opens 25 %
+_APP_SHARE = 0.25 / (1 - _CART_P - _PURCHASE_P)
+
+#: Product categories of add_to_cart and purchase events, most popular first.
+EVENT_CATEGORIES: list[str] = ["apparel", "shoes", "electronics", "home", "beauty", "books",
+                               "sports", "toys", "grocery", "kitchen", "garden", "health",
+                               "jewelry", "pet", "baby", "games", "music", "office",
+                               "automotive", "outdoor"]
+_CATEGORY_CDF = np.cumsum(np.arange(1, 21) ** -0.8) / np.sum(np.arange(1, 21) ** -0.8)
+# Median purchase amount per category (lognormal around it, rounded to cents).
+_CATEGORY_PRICE = np.array([45, 80, 180, 60, 30, 18, 55, 35, 40, 40, 35, 25, 120, 30, 40,
+                            50, 20, 25, 70, 90], dtype=np.float64)
+_AMOUNT_SIGMA = 0.8
+
+#: The property types of the generated events (for `Store.track_columns`).
+EVENT_PROPERTIES: dict[str, str] = {"amount": "float", "category": "string"}
+
+#: Events per chunk of `iter_events` (a target: chunks hold about this many).
+EVENT_CHUNK = 5_000_000
+
+_YEAR_S = 365 * 86400
+_YEAR_FROM_S = _REF_NOW_S - _YEAR_S
+_GROWTH = float(np.log(3.0))     # activity density on REF_NOW is 3x that a year before
+_ACTIVITY_SHAPE = 0.5
+_NEW_P, _CHURN_P = 0.20, 0.35    # profiles starting / stopping at a random time of the year
+_LATE_P, _LATE_MEAN_S = 0.02, 2 * 86400          # late arrivals: delayed ~2 days ...
+_VERY_LATE_P, _VERY_LATE_MAX_S = 0.002, 60 * 86400   # ... or up to 60 days (offline sync)
+
+
+def _w(x: np.ndarray) -> np.ndarray:
+    """Share of a full-year profile's activity before year fraction x (0..1)."""
+    return np.expm1(_GROWTH * x) / np.expm1(_GROWTH)
+
+
+def _w_inv(y: np.ndarray) -> np.ndarray:
+    return np.log1p(y * np.expm1(_GROWTH)) / _GROWTH
+
+
+def _activity(n: int, per_profile: float, seed: int) -> dict[str, np.ndarray]:
+    """The per-profile parameters of the event model (float32, n entries each)."""
+    rng = np.random.default_rng([seed, 0xE7E7])
+    level = rng.gamma(_ACTIVITY_SHAPE, size=n)
+    start = np.where(rng.random(n) < _NEW_P, rng.random(n), 0.0)
+    end = np.where(rng.random(n) < _CHURN_P, rng.random(n), 1.0)
+    lo, hi = _w(np.minimum(start, end)), _w(np.maximum(start, end))
+    # Scale so that the expected number of events is exactly n * per_profile.
+    rate = level * (n * per_profile / max(float(np.dot(level, hi - lo)), 1e-12))
+    shop = np.minimum(rng.gamma(2.0, 0.5, size=n), 3.0)   # mean ~1
+    app = rng.beta(0.6, 0.6 * (1 - _APP_SHARE) / _APP_SHARE, size=n)
+    return {"rate": rate.astype(np.float32), "lo": lo.astype(np.float32),
+            "hi": hi.astype(np.float32), "shop": shop.astype(np.float32),
+            "app": app.astype(np.float32)}
+
+
+def _event_slice(act: dict[str, np.ndarray], seed: int, k: int, slices: int) -> dict[str, Any]:
+    """The events of activity slice k of `slices`, in arrival order (raw arrays)."""
+    rng = np.random.default_rng([seed, 0xE7E7, k])
+    left, right = k / slices, (k + 1) / slices
+    a = np.maximum(act["lo"], np.float32(left))
+    mass = np.maximum(np.minimum(act["hi"], np.float32(right)) - a, np.float32(0))
+    counts = rng.poisson(act["rate"] * mass)
+    profile = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    m = len(profile)
+    y = np.minimum(a[profile] + rng.random(m) * mass[profile], right)
+    arrival = np.minimum(np.floor(_w_inv(y) * _YEAR_S), _YEAR_S).astype(np.int64)
+    order = np.argsort(arrival, kind="stable")
+    profile, arrival = profile[order], arrival[order]
+    kind = _event_types(rng, act["shop"][profile], act["app"][profile])
+    category, amount = _event_properties(rng, kind)
+    delay = np.where(rng.random(m) < _LATE_P, rng.exponential(_LATE_MEAN_S, m), 0.0)
+    very = rng.random(m) < _VERY_LATE_P
+    delay[very] = rng.random(int(very.sum())) * _VERY_LATE_MAX_S
+    ts = _YEAR_FROM_S + arrival - delay.astype(np.int64)
+    return {"profile": profile, "type": kind, "ts": _ts(ts), "amount": amount,
+            "category": category}
+
+
+def _event_types(rng: np.random.Generator, shop: np.ndarray, app: np.ndarray) -> np.ndarray:
+    u = rng.random(len(shop), dtype=np.float32)
+    purchase = np.float32(_PURCHASE_P) * shop
+    shopping = purchase + np.float32(_CART_P) * shop
+    kind = np.where(u < shopping, _ADD_TO_CART, _PAGE_VIEW).astype(np.int8)
+    kind[u < purchase] = _PURCHASE
+    # Above the shopping share, the rest of [0, 1) splits app opens : page views as app : 1-app.
+    kind[(u >= shopping) & (u < shopping + (1 - shopping) * app)] = _APP_OPEN
+    return kind
+
+
+def _event_properties(rng: np.random.Generator,
+                      kind: np.ndarray) -> tuple[np.ndarray, np.ma.MaskedArray]:
+    """(category codes, -1 where absent; amounts, masked except on purchases)."""
+    category = np.full(len(kind), -1, dtype=np.int8)
+    shopping = np.flatnonzero(kind >= _ADD_TO_CART)
+    category[shopping] = np.searchsorted(_CATEGORY_CDF, rng.random(len(shopping)), side="right")
+    bought = np.flatnonzero(kind == _PURCHASE)
+    amount = np.zeros(len(kind))
+    noise = np.exp(rng.standard_normal(len(bought)) * _AMOUNT_SIGMA)
+    amount[bought] = np.maximum(np.round(_CATEGORY_PRICE[category[bought]] * noise, 2), 0.5)
+    return category, np.ma.MaskedArray(amount, mask=kind != _PURCHASE)
+
+
+def iter_event_arrays(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
+                      chunk: int = EVENT_CHUNK) -> Iterator[dict[str, Any]]:
+    """The events of `iter_events` as raw arrays, one dict per chunk: `profile` (int32
+    profile number, as in `make_ids`), `type` (int8 index into EVENT_TYPES), `ts`
+    (datetime64[us]), `amount` (MaskedArray float64), `category` (int8 index into
+    EVENT_CATEGORIES, -1 = null). Chunks are consecutive slices of time (up to late
+    arrivals) of about `chunk` events each."""
+    if n_profiles < 0 or events_per_profile < 0 or chunk < 1:
+        raise ValueError("n_profiles and events_per_profile must be >= 0, chunk >= 1")
+    if n_profiles == 0 or events_per_profile == 0:
+        return
+    act = _activity(n_profiles, events_per_profile, seed)
+    slices = max(1, int(np.ceil(n_profiles * events_per_profile / chunk)))
+    for k in range(slices):
+        yield _event_slice(act, seed, k, slices)
+
+
+def _event_dict(raw: dict[str, Any], n_profiles: int, ids: Any) -> dict[str, Any]:
+    """Raw arrays → the `generate_events` form."""
+    if ids is None:
+        id_list = _format_ids(raw["profile"], _id_width(n_profiles))
+    else:
+        id_list = ids[raw["profile"]].tolist()
+    return {"ids": id_list,
+            "types": Categorical(raw["type"].astype(np.int32), EVENT_TYPES),
+            "ts": raw["ts"],
+            "properties": {"amount": raw["amount"],
+                           "category": Categorical(raw["category"].astype(np.int32),
+                                                   EVENT_CATEGORIES)}}
+
+
+def _id_array(n_profiles: int, ids: Any) -> np.ndarray | None:
+    if ids is None:
+        return None
+    arr = np.asarray(ids, dtype=object)
+    if arr.shape != (n_profiles,):
+        raise ValueError(f"ids must hold n_profiles ({n_profiles}) ids, got {len(arr)}")
+    return arr
+
+
+def iter_events(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
+                chunk: int = EVENT_CHUNK, ids: Any = None) -> Iterator[dict[str, Any]]:
+    """Synthetic events of profiles 0 .. n_profiles - 1, about `chunk` per dict yielded.
+
+    Each dict is `{"ids", "types", "ts", "properties": {"amount", "category"}}`, the
+    arguments of `Store.track_columns` (`store.track_columns(**ev)`). Event ids are the
+    profiles' ids from `make_ids(n_profiles)`, or `ids[i]` for profile i when `ids` (a
+    sequence of n_profiles ids) is given. The data depend on (n_profiles,
+    events_per_profile, seed, chunk); see the model notes above `EVENT_TYPES`.
+    """
+    id_arr = _id_array(n_profiles, ids)
+    for raw in iter_event_arrays(n_profiles, events_per_profile, seed, chunk):
+        yield _event_dict(raw, n_profiles, id_arr)
+
+
+def _concat_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(parts) == 1:
+        return parts[0]
+    out = {k: np.concatenate([p[k] for p in parts]) for k in ("profile", "type", "ts", "category")}
+    out["amount"] = np.ma.concatenate([p["amount"] for p in parts])
+    return out
+
+
+def _empty_raw() -> dict[str, Any]:
+    return {"profile": np.zeros(0, np.int32), "type": np.zeros(0, np.int8),
+            "ts": np.zeros(0, "datetime64[us]"), "category": np.zeros(0, np.int8),
+            "amount": np.ma.MaskedArray(np.zeros(0), mask=np.zeros(0, bool))}
+
+
+def generate_events(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
+                    ids: Any = None) -> dict[str, Any]:
+    """All the events of `iter_events(n_profiles, events_per_profile, seed)` in one dict
+    (about n_profiles * events_per_profile events: for tens of millions, iterate)."""
+    id_arr = _id_array(n_profiles, ids)
+    parts = list(iter_event_arrays(n_profiles, events_per_profile, seed)) or [_empty_raw()]
+    return _event_dict(_concat_raw(parts), n_profiles, id_arr)
+
+
+def slice_events(ev: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    """Events [a, b) of a `generate_events` / `iter_events` dict (same form)."""
+    def cut(col: Any) -> Any:
+        return Categorical(col.codes[a:b], col.categories) if isinstance(col, Categorical) else col[a:b]
+
+    return {"ids": ev["ids"][a:b], "types": cut(ev["types"]), "ts": ev["ts"][a:b],
+            "properties": {k: cut(v) for k, v in ev["properties"].items()}}
+
+
+def event_batches(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
+                  batch_size: int = 1_000_000, ids: Any = None,
+                  chunk: int = EVENT_CHUNK) -> Iterator[dict[str, Any]]:
+    """The events of `iter_events` in dicts of at most `batch_size` (for progress bars
+    and for bounded `track_columns` calls); ids are formatted batch by batch."""
+    id_arr = _id_array(n_profiles, ids)
+    for raw in iter_event_arrays(n_profiles, events_per_profile, seed, chunk):
+        for lo in range(0, len(raw["profile"]), batch_size):
+            part = {k: v[lo:lo + batch_size] for k, v in raw.items()}
+            yield _event_dict(part, n_profiles, id_arr)

@@ -8,6 +8,7 @@ import ctypes
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from typing import Callable
 
@@ -68,8 +69,11 @@ def build_shard(host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.Server, in
     return server, _finish(server, f"{host}:{port}", [name]), service
 
 
-def build_router(shards: list[str], host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.Server, int, Cluster]:
-    cluster = Cluster(shards)
+def build_router(shards: list[str], host: str = "127.0.0.1", port: int = 0,
+                 clock: Callable[[], float] = time.time) -> tuple[grpc.Server, int, Cluster]:
+    """`clock` is the router's now() for queries and for events tracked without a time
+    (the demo pins it to its sample data's reference date)."""
+    cluster = Cluster(shards, clock)
     cluster.connect()
     server = _server(MAX_REQUEST_BYTES, workers=32)
     profile_store_pb2_grpc.add_ProfileStoreServicer_to_server(ProfileStoreService(cluster), server)

@@ -1,9 +1,10 @@
-"""Cluster represents the router's view of the shards: clients, slot map and schema.
+"""Cluster represents the router's view of the shards: clients, slot map and schemas.
 
-It runs the engine's own write path (`ingest.write`: validate, declare, split by slot)
-and ships each shard its part; queries are parsed here once (so errors come back fast
-and positioned), executed on every shard in parallel, and merged by the engine's
-reducer. The public servicers are thin layers over these methods.
+It runs the engine's own write paths (`ingest.write` for profiles,
+`tracking.write_events` for events: validate, declare, split by slot) and ships each
+shard its part; queries are parsed here once (so errors come back fast and positioned),
+executed on every shard in parallel, and merged by the engine's reducer. The public
+servicers are thin layers over these methods.
 """
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from cdpcore import routing, wire
+from cdpcore import routing, tracking, wire
 from cdpcore.errors import ProfileNotFound
 from cdpcore.ingest import PreparedBatch, Rejections, write
 from cdpcore.query import reduce as rd
-from cdpcore.query import compile_select, compile_where
+from cdpcore.query import compile_select, compile_where, event_warnings
 from cdpcore.query.reduce import Partial
 from cdpcore.schema import Schema
 from cdpcore.slots import SlotMap
-from cdpcore.store import DeleteResult, QueryResult, UpsertResult
+from cdpcore.store import DeleteResult, QueryResult, TrackResult, UpsertResult
+from cdpcore.tracking import EventSchema
 from server.pb.cdp.v1 import shard_pb2 as pb
 from server.shard_client import ShardClient
 
@@ -38,8 +40,11 @@ class ShardHealth:
     memory_bytes: int = 0
 
 
+Defer = Callable[[Callable[[], None]], None]
+
+
 class Cluster:
-    """Safe for concurrent use: the schema locks itself, clients are thread-safe."""
+    """Safe for concurrent use: the schemas lock themselves, clients are thread-safe."""
 
     def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time) -> None:
         if not addresses:
@@ -47,6 +52,7 @@ class Cluster:
         self.clients = [ShardClient(a) for a in addresses]
         self.slot_map = SlotMap.even(len(addresses))
         self.schema = Schema()
+        self.events = EventSchema()     # event property types and the types ever tracked
         self._clock = clock
         # Each fan-out holds one thread per shard for the length of a shard call, and the
         # router serves up to 32 calls at once (app.py), so size for that, not for cores.
@@ -58,12 +64,16 @@ class Cluster:
             c.close()
 
     def connect(self) -> None:
-        """Give every shard its slots and agree on one schema (the union of theirs)."""
+        """Give every shard its slots and agree on one schema (the union of theirs); learn
+        the event properties and types the shards hold (a restarted router must not
+        accept a property of the other type, nor warn about types already tracked)."""
         for i, client in enumerate(self.clients):
             slots = self.slot_map.slots_of_shard(i).tolist()
             client.call("Assign", pb.ShardAssignRequest(slots=slots, epoch=self.slot_map.epoch))
         for reply in self._fanout(lambda c: c.call("Schema", pb.ShardStatusRequest()), self.clients):
             self.schema.declare(wire.unpack(reply.fields))
+            self.events.declare(wire.unpack(reply.event_properties) if reply.event_properties else {})
+            self.events.note_types(reply.event_types)
         if self.schema.fields():
             self.define(self.schema.to_dict())
 
@@ -77,26 +87,39 @@ class Cluster:
 
     # ---- writes --------------------------------------------------------------------
     def upsert(self, ids: list, columns: dict[Any, Any], rejections: Rejections,
-               timeout: float | None = None, defer: Callable[[Callable[[], None]], None] | None = None
-               ) -> UpsertResult:
+               timeout: float | None = None, defer: Defer | None = None) -> UpsertResult:
         """Validate here, apply on the shards. With `defer`, the apply step is handed to
         it instead of run now (UpsertStream overlaps the next batch's validation with
         this one's apply; its single applier thread keeps batches in order)."""
-        def apply(p: PreparedBatch) -> None:
-            if defer is None:
-                self._apply(p, timeout)
-            else:
-                defer(lambda: self._apply(p, timeout))
-        prepared = write(self.schema, ids, columns, rejections, self.define, apply)
+        prepared = write(self.schema, ids, columns, rejections, self.define,
+                         self._applier("Apply", timeout, defer))
         return UpsertResult(prepared.accepted, prepared.errors)
 
-    def _apply(self, prepared: PreparedBatch, timeout: float | None) -> None:
-        parts = routing.split(prepared.enc, self.slot_map, len(self.clients))
+    def track(self, ids: list, columns: dict[Any, Any], rejections: Rejections,
+              timeout: float | None = None, defer: Defer | None = None) -> TrackResult:
+        """Events: validated here against the cluster's event schema (new properties are
+        declared here; each shard learns them from the batch it receives), stamped with
+        this router's clock where they carry no time, then appended on the owning shards."""
+        prepared = tracking.write_events(self.events, ids, columns, rejections, self._now_us(),
+                                         self._applier("Track", timeout, defer))
+        return TrackResult(prepared.accepted, prepared.errors)
+
+    def _applier(self, method: str, timeout: float | None, defer: Defer | None
+                 ) -> Callable[[PreparedBatch], None]:
+        def apply(p: PreparedBatch) -> None:
+            if defer is None:
+                self._apply(method, p, timeout)
+            else:
+                defer(lambda: self._apply(method, p, timeout))
+        return apply
+
+    def _apply(self, method: str, prepared: PreparedBatch, timeout: float | None) -> None:
+        parts = routing.split(prepared.enc, self.slot_map, len(self.clients), prepared.distinct)
         epoch = self.slot_map.epoch
 
         def send(part: routing.ShardPart) -> None:
             batch = wire.encode_write(part.ids(), part.uid, part.batches(prepared.batches))
-            self.clients[part.shard].call("Apply", pb.ApplyRequest(batch=batch, epoch=epoch), timeout)
+            self.clients[part.shard].call(method, pb.ApplyRequest(batch=batch, epoch=epoch), timeout)
         self._fanout(send, parts)
 
     def delete(self, ids: list[str], timeout: float | None = None) -> DeleteResult:
@@ -111,33 +134,44 @@ class Cluster:
         return DeleteResult(int(found.sum()), [ids[i] for i in np.flatnonzero(~found).tolist()])
 
     # ---- reads ---------------------------------------------------------------------
-    def get_profile(self, profile_id: str, timeout: float | None = None) -> dict[str, Any]:
+    def get_profile(self, profile_id: str, events_limit: int = 0, timeout: float | None = None
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The profile and its `events_limit` most recent events (most recent first)."""
         _, _, owner = routing.owners_of_ids([profile_id], self.slot_map)
         client = self.clients[int(owner[0])]
-        profile = wire.unpack(client.call("Get", pb.ShardIdsRequest(ids=[profile_id]), timeout).profiles)[0]
+        request = pb.ShardIdsRequest(ids=[profile_id], events_limit=events_limit)
+        reply = client.call("Get", request, timeout)
+        profile = wire.unpack(reply.profiles)[0]
         if profile is None:
             raise ProfileNotFound(f"profile {profile_id!r} not found")
-        return profile
+        events = wire.unpack(reply.events)[0] if reply.events else None
+        return profile, events or []
 
     def query(self, sql: str, timeout: float | None = None) -> QueryResult:
         """A SELECT, or a bare WHERE condition answered as a count; `timeout` is the
-        client's remaining deadline, passed on to every shard call."""
-        now_us = int(self._clock() * 1_000_000)
+        client's remaining deadline, passed on to every shard call. Event types never
+        tracked are not an error (they match nothing) but come back as warnings."""
+        now_us = self._now_us()
         if _is_select(sql):
-            select = compile_select(sql, self.schema, now_us)
+            select = compile_select(sql, self.schema, now_us, self.events)
             request = pb.ExecuteRequest(plan=wire.encode_plan(select), epoch=self.slot_map.epoch)
             merged = rd.merge_all(select, self._partials(request, timeout))
-            return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema))
-        where = compile_where(sql, self.schema, now_us)
+            return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema),
+                               event_warnings(select, self.events))
+        where = compile_where(sql, self.schema, now_us, self.events)
         request = pb.ExecuteRequest(plan=wire.encode_plan(where), count_only=True, epoch=self.slot_map.epoch)
-        return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request, timeout)),)])
+        return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request, timeout)),)],
+                           event_warnings(where, self.events))
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
 
     def _partials(self, request: pb.ExecuteRequest, timeout: float | None) -> list[Partial]:
         replies = self._fanout(lambda c: c.call("Execute", request, timeout), self.clients)
         return [wire.decode_partial(r.partial) for r in replies]
 
     def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:
-        plan = compile_where(where, self.schema, int(self._clock() * 1_000_000))
+        plan = compile_where(where, self.schema, self._now_us(), self.events)
         request = pb.ShardListIdsRequest(where=wire.encode_plan(plan), batch_size=batch_size)
         for client in self.clients:
             for batch in client.stream("ListIds", request):

@@ -3,17 +3,23 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
+from cdpcore import tracking
 from cdpcore.errors import RecordError
 from cdpcore.ingest import Rejections, check_columns, columns_of_records
-from cdpcore.store import UpsertResult
+from cdpcore.store import TrackResult, UpsertResult
 from server import codec
-from server.cluster import Cluster
+from server.cluster import Cluster, Defer
 from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc
 from server.pb.cdp.v1 import profile_store_pb2 as pb
 from server.pb.cdp.v1 import profile_store_pb2_grpc
 from server.status import rpc
+
+
+DEFAULT_EVENTS_LIMIT = 100     # GetProfile's events when the request says 0
+
+Write = Callable[[Any, int, float | None, Defer | None], UpsertResult]
 
 
 class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
@@ -26,29 +32,20 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
 
     @rpc
     def UpsertStream(self, requests: Iterator[pb.UpsertRequest], context) -> pb.UpsertResponse:
-        """Validate each request while the previous one is applied on the shards; one
-        applier thread keeps the batches' order (later records win), and at most two
-        applies wait, so a fast client cannot queue up memory."""
-        total = UpsertResult(0, [])
-        offset = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdp-apply") as applier:
-            pending: list[Future] = []
+        return codec.upsert_response(_stream(requests, context, self._upsert, _upsert_size))
 
-            def defer(step: Callable[[], None]) -> None:
-                while len(pending) >= 2:
-                    pending.pop(0).result()  # re-raises a failed apply: the stream fails
-                pending.append(applier.submit(step))
-            for request in requests:
-                result = self._upsert(request, offset, context.time_remaining(), defer)
-                total.accepted += result.accepted
-                total.errors += result.errors
-                offset += len(request.profiles) + len(request.columns.ids)
-            for f in pending:
-                f.result()
-        return codec.upsert_response(total)
+    @rpc
+    def Track(self, request: pb.TrackRequest, context) -> pb.TrackResponse:
+        result = self._track(request, 0, context.time_remaining())
+        return codec.track_response(result.accepted, result.errors)
+
+    @rpc
+    def TrackStream(self, requests: Iterator[pb.TrackRequest], context) -> pb.TrackResponse:
+        result = _stream(requests, context, self._track, _track_size)
+        return codec.track_response(result.accepted, result.errors)
 
     def _upsert(self, request: pb.UpsertRequest, offset: int, timeout: float | None,
-                defer: Callable[[Callable[[], None]], None] | None = None) -> UpsertResult:
+                defer: Defer | None = None) -> UpsertResult:
         """Rows first, then the columnar batch; error indexes count across both."""
         results = []
         if request.profiles:
@@ -60,13 +57,28 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
             ids = check_columns(ids, columns)
             shifted = offset + len(request.profiles)
             results.append((shifted, self.cluster.upsert(ids, columns, Rejections(len(ids)), timeout, defer)))
-        errors = [RecordError(e.index + base, e.field, e.reason) for base, r in results for e in r.errors]
-        return UpsertResult(sum(r.accepted for _, r in results), errors)
+        return _combined(results)
+
+    def _track(self, request: pb.TrackRequest, offset: int, timeout: float | None,
+               defer: Defer | None = None) -> TrackResult:
+        """Event rows first, then the columnar batch; error indexes count across both."""
+        results = []
+        if request.events:
+            ids, columns, rejections = tracking.columns_of_events(codec.records_from_events(request.events))
+            results.append((offset, self.cluster.track(ids, columns, rejections, timeout, defer)))
+        if codec.event_batch_size(request.columns):
+            ids, types, times, properties = codec.event_columns_from_batch(request.columns)
+            ids, columns = tracking.check_event_columns(ids, types, times, properties)
+            shifted = offset + len(request.events)
+            results.append((shifted, self.cluster.track(ids, columns, Rejections(len(ids)), timeout, defer)))
+        return _combined(results)
 
     @rpc
     def GetProfile(self, request: pb.GetProfileRequest, context) -> pb.GetProfileResponse:
-        profile = self.cluster.get_profile(request.profile_id, context.time_remaining())
-        return pb.GetProfileResponse(profile=codec.profile_message(profile))
+        limit = request.events_limit or DEFAULT_EVENTS_LIMIT
+        profile, events = self.cluster.get_profile(request.profile_id, limit, context.time_remaining())
+        return pb.GetProfileResponse(profile=codec.profile_message(profile),
+                                     events=[codec.event_message(request.profile_id, e) for e in events])
 
     @rpc
     def DeleteProfiles(self, request: pb.DeleteProfilesRequest, context) -> pb.DeleteProfilesResponse:
@@ -95,7 +107,48 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
 
     def _schema(self) -> pb.SchemaResponse:
         fields = [pb.FieldSpec(name=f.name, type=f.type.value) for f in self.cluster.schema.fields()]
-        return pb.SchemaResponse(fields=fields, strict=self.cluster.schema.strict)
+        events = self.cluster.events
+        properties = [pb.FieldSpec(name=f.name, type=f.type.value) for f in events.properties.fields()]
+        return pb.SchemaResponse(fields=fields, strict=self.cluster.schema.strict,
+                                 event_properties=properties, event_types=events.types())
+
+
+def _stream(requests: Iterator[Any], context, write: Write, size: Callable[[Any], int]) -> UpsertResult:
+    """A client stream of write requests (UpsertStream, TrackStream) with one summary.
+    Each request is validated while the previous one is applied on the shards; one
+    applier thread keeps the batches' order (later records win), and at most two applies
+    wait, so a fast client cannot queue up memory. Indexes count across the stream."""
+    total = UpsertResult(0, [])
+    offset = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdp-apply") as applier:
+        pending: list[Future] = []
+
+        def defer(step: Callable[[], None]) -> None:
+            while len(pending) >= 2:
+                pending.pop(0).result()  # re-raises a failed apply: the stream fails
+            pending.append(applier.submit(step))
+        for request in requests:
+            result = write(request, offset, context.time_remaining(), defer)
+            total.accepted += result.accepted
+            total.errors += result.errors
+            offset += size(request)
+        for f in pending:
+            f.result()
+    return total
+
+
+def _upsert_size(request: pb.UpsertRequest) -> int:
+    return len(request.profiles) + len(request.columns.ids)
+
+
+def _track_size(request: pb.TrackRequest) -> int:
+    return len(request.events) + codec.event_batch_size(request.columns)
+
+
+def _combined(results: list[tuple[int, UpsertResult]]) -> UpsertResult:
+    """Results of a request's parts, each part's error indexes shifted by its offset."""
+    errors = [RecordError(e.index + base, e.field, e.reason) for base, r in results for e in r.errors]
+    return UpsertResult(sum(r.accepted for _, r in results), errors)
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):

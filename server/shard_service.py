@@ -2,7 +2,9 @@
 
 Each method decodes, calls one engine method, encodes (STYLE practice 2). The shard
 keeps its own copy of the schema (the router declares fields on every shard before it
-sends values for them) and the set of slots it owns with the slot-map epoch.
+sends values for them), of the event schema (learnt from the event batches it is sent,
+so a router that connects later can learn it back), and the set of slots it owns with
+the slot-map epoch.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from cdpcore import wire
+from cdpcore import tracking, wire
+from cdpcore.coerce import FieldBatch
 from cdpcore.errors import BatchError, FailedPrecondition
 from cdpcore.ids import EncodedIds
 from cdpcore.query import aggregate
@@ -30,6 +33,7 @@ from server.status import rpc
 class ShardService(shard_pb2_grpc.ShardStoreServicer):
     def __init__(self) -> None:
         self.schema = Schema()
+        self.events = tracking.EventSchema()
         self.shard = Shard(self.schema)
         self.owned = np.zeros(N_SLOTS, dtype=bool)
         self.epoch = 0
@@ -44,6 +48,15 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         if unknown:
             self.schema.declare(unknown)  # the router declares first; a conflict is a SchemaError
         self.shard.upsert(ids, uid, batches)
+        return pb.ApplyResponse()
+
+    @rpc
+    def Track(self, request: pb.ApplyRequest, context) -> pb.ApplyResponse:
+        ids, uid, batches = wire.decode_write(request.batch)
+        self._check_owned(ids.hashes)
+        self._learn_events(batches)
+        self.shard.track(ids, uid, batches)
+        self.events.note_types(tracking.accepted_types(batches[0]))
         return pb.ApplyResponse()
 
     @rpc
@@ -78,8 +91,11 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
 
     @rpc
     def Get(self, request: pb.ShardIdsRequest, context) -> pb.ShardGetResponse:
-        profiles = self.shard.get(EncodedIds.encode(list(request.ids)))
-        return pb.ShardGetResponse(profiles=wire.pack(profiles))
+        ids = EncodedIds.encode(list(request.ids))
+        profiles = self.shard.get(ids)
+        events = self.shard.events_of(ids, request.events_limit) if request.events_limit else None
+        return pb.ShardGetResponse(profiles=wire.pack(profiles),
+                                   events=b"" if events is None else wire.pack(events))
 
     @rpc
     def ListIds(self, request: pb.ShardListIdsRequest, context) -> Iterator[ps.IdBatch]:
@@ -109,8 +125,20 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
                 f"MOVED: slot {int(stray[0])} is not owned by this shard (epoch {epoch}); "
                 "refresh the slot map")
 
+    def _learn_events(self, batches: list[FieldBatch]) -> None:
+        """Declare the batch's properties this shard has not seen (the router checked
+        them against the cluster's event schema; a conflict here is a SchemaError)."""
+        if len(batches) < 2 or batches[0].field != tracking.TYPE or batches[1].field != tracking.TS:
+            raise BatchError("an event batch starts with its type and ts fields")
+        props = self.events.properties
+        unknown = {b.field.name: b.field.type for b in batches[2:] if props.get(b.field.name) != b.field}
+        if unknown:
+            self.events.declare(unknown)
+
     def _schema_response(self) -> pb.ShardSchemaResponse:
-        return pb.ShardSchemaResponse(fields=wire.pack(self.schema.to_dict()), strict=self.schema.strict)
+        return pb.ShardSchemaResponse(fields=wire.pack(self.schema.to_dict()), strict=self.schema.strict,
+                                      event_properties=wire.pack(self.events.properties.to_dict()),
+                                      event_types=self.events.types())
 
     def _status(self) -> pb.ShardStatusResponse:
         with self._lock:

@@ -4,20 +4,39 @@ from click.testing import CliRunner
 from server.cli import cli
 
 
+def example_answers(output: str) -> dict[str, str]:
+    """Each example's SQL → the first line of its answer table."""
+    lines = output.splitlines()
+    return {lines[i + 1]: lines[i + 4] for i, line in enumerate(lines) if line.startswith("-- ")}
+
+
 def test_demo_starts_a_cluster_loads_and_answers_examples():
     result = CliRunner().invoke(cli, ["demo", "--profiles", "3000", "--repeat", "1"])
     assert result.exit_code == 0, result.output
     assert "loaded 3,000 profiles" in result.output
+    assert "tracked " in result.output and " events in " in result.output
     assert "COUNT(*)" in result.output
-    assert "error" not in result.output.lower()
+    assert "error" not in result.output.lower() and "warning" not in result.output.lower()
 
 
-def test_embedded_demo_loads_and_answers_examples():
+def test_embedded_demo_loads_and_answers_examples_as_the_cluster_does():
     result = CliRunner().invoke(cli, ["demo", "--embedded", "--profiles", "3000", "--repeat", "1"])
     assert result.exit_code == 0, result.output
     assert "loaded 3,000 profiles" in result.output
     assert "COUNT(*)" in result.output
-    assert "error" not in result.output.lower()
+    assert "error" not in result.output.lower() and "warning" not in result.output.lower()
+    answers = example_answers(result.output)
+    purchases = "SELECT count(*) FROM profiles WHERE event_count('purchase', '30d') >= 2"
+    assert int(answers[purchases]) > 0      # the sample clock puts the events' last month in the window
+    cluster = CliRunner().invoke(cli, ["demo", "--profiles", "3000", "--repeat", "1"])
+    assert example_answers(cluster.output) == answers
+
+
+def test_demo_without_events():
+    result = CliRunner().invoke(cli, ["demo", "--embedded", "--profiles", "500", "--events", "0", "--repeat", "1",
+                                      "SELECT count(*) FROM profiles WHERE event_count('purchase') >= 1"])
+    assert result.exit_code == 0, result.output
+    assert " events in " not in result.output and "warning: event type 'purchase'" in result.output
 
 
 def test_demo_runs_a_given_query():

@@ -22,10 +22,10 @@ class Running:
         self.store = profile_store_pb2_grpc.ProfileStoreStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
 
-    def cdp(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cdp(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
         """Run a `cdp` client command against this cluster."""
         out = subprocess.run([sys.executable, "-m", "server.cli", *args, "--addr", self.address],
-                             capture_output=True, text=True, timeout=120)
+                             input=stdin, capture_output=True, text=True, timeout=120)
         if check and out.returncode != 0:
             raise AssertionError(f"cdp {' '.join(args)} failed: {out.stderr}{out.stdout}")
         return out
@@ -81,3 +81,15 @@ def three_shards() -> Iterator[tuple[Running, list[subprocess.Popen]]]:
     finally:
         for p in procs:
             stop(p)
+
+
+@pytest.fixture(params=[1, 3], ids=lambda n: f"{n}-shards")
+def sharded_cluster(request) -> Iterator[Running]:
+    """`cdp serve --shards N` for N in 1 and 3: answers must not depend on N."""
+    proc, address = start("serve", "--shards", str(request.param), "--port", "0")
+    running = Running(proc, address)
+    try:
+        yield running
+    finally:
+        running.channel.close()
+        stop(proc)

@@ -254,3 +254,13 @@ def test_event_values_in_select_listings_and_aggregates(store):
         store.query("SELECT sum(last_seen('buy')) FROM profiles")
     with pytest.raises(QueryError):
         store.query("SELECT country, event_count('buy') FROM profiles GROUP BY country")
+
+
+def test_a_column_of_the_wrong_kind_rejects_only_events_that_give_it_a_value(store):
+    store.track([{"profile_id": "a", "type": "t", "amount": 1.0}])
+    r = store.track_columns(["a", "b", "c"], ["t", "t", "t"],
+                            properties={"amount": Categorical(np.array([-1, 0, -1]), ["x"])})
+    assert r.accepted == 2 and [(e.index, e.field) for e in r.errors] == [(1, "amount")]
+    r = store.track_columns(["d", "e"], ["t", "t"],
+                            properties={"amount": np.ma.MaskedArray([True, False], mask=[True, False])})
+    assert r.accepted == 1 and [(e.index, e.field) for e in r.errors] == [(1, "amount")]

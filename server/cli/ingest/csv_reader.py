@@ -165,9 +165,11 @@ def read_header(path: str) -> list[str]:
     return header
 
 
-def infer_types(path: str, header: list[str], names: list[str]) -> dict[str, str]:
-    """Types of undeclared columns from all their cells (one pass, stopping when all are strings)."""
-    left = {header.index(n): list(INFERENCE) for n in names}
+def infer_types(path: str, header: list[str], names: list[str],
+                candidates: tuple[tuple[str, Callable[[str], Any]], ...] = INFERENCE) -> dict[str, str]:
+    """Types of undeclared columns from all their cells (one pass, stopping when all are
+    strings): the first of `candidates` that parses every non-empty cell, else string."""
+    left = {header.index(n): list(candidates) for n in names}
     with open_csv(path) as f:
         rows = (row for row in itertools.islice(csv.reader(f), 1, None) if len(row) == len(header))
         while any(left.values()) and (chunk := list(itertools.islice(rows, INFER_CHUNK))):

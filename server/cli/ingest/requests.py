@@ -37,12 +37,14 @@ COLUMNAR_MIN = 100         # JSON Lines records of one key set that go as a Colu
 class Load:
     """One UpsertStream over a file's batches; remembers the file line of every record sent."""
 
+    unit = "profiles"
+
     def __init__(self, total: int | None, schema: dict[str, str]) -> None:
         self.lines = array("q")            # lines[i]: file line of the i-th record streamed
         self.rejected: list[Rejection] = []
         self.failure: Exception | None = None
         self.schema = schema               # field types when the load started
-        self.bar = tqdm(total=total, unit="profiles", file=sys.stderr, desc="ingest")
+        self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, desc="ingest")
 
     def run(self, client: Client, batches: Iterator[Batch]) -> pb.UpsertResponse:
         try:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x64p/v1/profile_store.proto\x12\x06\x63\x64p.v1\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xd5\x01\n\x05Value\x12\x14\n\nnull_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x16\n\x0ctimestamp_us\x18\x06 \x01(\x03H\x00\x12\"\n\x04tags\x18\x07 \x01(\x0b\x32\x12.cdp.v1.StringListH\x00\x12\x18\n\x0etimestamp_text\x18\x08 \x01(\tH\x00\x42\x06\n\x04kind\"\x88\x01\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12+\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x1b.cdp.v1.Profile.FieldsEntry\x1a<\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.cdp.v1.Value:\x02\x38\x01\"\x1d\n\x0bInt64Column\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1e\n\x0c\x44oubleColumn\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1c\n\nBoolColumn\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"/\n\nDictColumn\x12\x12\n\ndictionary\x18\x01 \x03(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\x11\">\n\tTagColumn\x12\x12\n\ndictionary\x18\x01 \x03(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\r\x12\x0e\n\x06\x63ounts\x18\x03 \x03(\r\"\x9a\x03\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05nulls\x18\x02 \x01(\x0c\x12#\n\x04ints\x18\x03 \x01(\x0b\x32\x13.cdp.v1.Int64ColumnH\x00\x12&\n\x06\x66loats\x18\x04 \x01(\x0b\x32\x14.cdp.v1.DoubleColumnH\x00\x12#\n\x05\x62ools\x18\x05 \x01(\x0b\x32\x12.cdp.v1.BoolColumnH\x00\x12\'\n\x07strings\x18\x06 \x01(\x0b\x32\x14.cdp.v1.StringColumnH\x00\x12\"\n\x04\x64ict\x18\x07 \x01(\x0b\x32\x12.cdp.v1.DictColumnH\x00\x12,\n\rtimestamps_us\x18\x08 \x01(\x0b\x32\x13.cdp.v1.Int64ColumnH\x00\x12/\n\x0ftimestamp_texts\x18\t \x01(\x0b\x32\x14.cdp.v1.StringColumnH\x00\x12!\n\x04tags\x18\n \x01(\x0b\x32\x11.cdp.v1.TagColumnH\x00\x12\x12\n\x08int64_le\x18\x0b \x01(\x0cH\x00\x12\x14\n\nfloat64_le\x18\x0c \x01(\x0cH\x00\x42\x08\n\x06values\";\n\x0b\x43olumnBatch\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x1f\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x0e.cdp.v1.Column\"X\n\rUpsertRequest\x12!\n\x08profiles\x18\x01 \x03(\x0b\x32\x0f.cdp.v1.Profile\x12$\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x13.cdp.v1.ColumnBatch\";\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x0eUpsertResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12#\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x13.cdp.v1.RecordError\",\n\x15\x44\x65leteProfilesRequest\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\"<\n\x16\x44\x65leteProfilesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x11\n\tnot_found\x18\x02 \x03(\t\"\'\n\x11GetProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\"6\n\x12GetProfileResponse\x12 \n\x07profile\x18\x01 \x01(\x0b\x32\x0f.cdp.v1.Profile\"\x1b\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\"$\n\x03Row\x12\x1d\n\x06values\x18\x01 \x03(\x0b\x32\r.cdp.v1.Value\"O\n\rQueryResponse\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x19\n\x04rows\x18\x02 \x03(\x0b\x32\x0b.cdp.v1.Row\x12\x12\n\nelapsed_ms\x18\x03 \x01(\x01\"3\n\x0eListIdsRequest\x12\r\n\x05where\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\x16\n\x07IdBatch\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\'\n\tFieldSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\x12\n\x10GetSchemaRequest\"8\n\x13\x44\x65\x66ineFieldsRequest\x12!\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x11.cdp.v1.FieldSpec\"C\n\x0eSchemaResponse\x12!\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x11.cdp.v1.FieldSpec\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x32\x8e\x04\n\x0cProfileStore\x12\x37\n\x06Upsert\x12\x15.cdp.v1.UpsertRequest\x1a\x16.cdp.v1.UpsertResponse\x12?\n\x0cUpsertStream\x12\x15.cdp.v1.UpsertRequest\x1a\x16.cdp.v1.UpsertResponse(\x01\x12\x43\n\nGetProfile\x12\x19.cdp.v1.GetProfileRequest\x1a\x1a.cdp.v1.GetProfileResponse\x12O\n\x0e\x44\x65leteProfiles\x12\x1d.cdp.v1.DeleteProfilesRequest\x1a\x1e.cdp.v1.DeleteProfilesResponse\x12\x34\n\x05Query\x12\x14.cdp.v1.QueryRequest\x1a\x15.cdp.v1.QueryResponse\x12\x34\n\x07ListIds\x12\x16.cdp.v1.ListIdsRequest\x1a\x0f.cdp.v1.IdBatch0\x01\x12=\n\tGetSchema\x12\x18.cdp.v1.GetSchemaRequest\x1a\x16.cdp.v1.SchemaResponse\x12\x43\n\x0c\x44\x65\x66ineFields\x12\x1b.cdp.v1.DefineFieldsRequest\x1a\x16.cdp.v1.SchemaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x64p/v1/profile_store.proto\x12\x06\x63\x64p.v1\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xd5\x01\n\x05Value\x12\x14\n\nnull_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x05 \x01(\tH\x00\x12\x16\n\x0ctimestamp_us\x18\x06 \x01(\x03H\x00\x12\"\n\x04tags\x18\x07 \x01(\x0b\x32\x12.cdp.v1.StringListH\x00\x12\x18\n\x0etimestamp_text\x18\x08 \x01(\tH\x00\x42\x06\n\x04kind\"\x88\x01\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12+\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x1b.cdp.v1.Profile.FieldsEntry\x1a<\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.cdp.v1.Value:\x02\x38\x01\"\x1d\n\x0bInt64Column\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1e\n\x0c\x44oubleColumn\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1c\n\nBoolColumn\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"/\n\nDictColumn\x12\x12\n\ndictionary\x18\x01 \x03(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\x11\">\n\tTagColumn\x12\x12\n\ndictionary\x18\x01 \x03(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\r\x12\x0e\n\x06\x63ounts\x18\x03 \x03(\r\"\x9a\x03\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05nulls\x18\x02 \x01(\x0c\x12#\n\x04ints\x18\x03 \x01(\x0b\x32\x13.cdp.v1.Int64ColumnH\x00\x12&\n\x06\x66loats\x18\x04 \x01(\x0b\x32\x14.cdp.v1.DoubleColumnH\x00\x12#\n\x05\x62ools\x18\x05 \x01(\x0b\x32\x12.cdp.v1.BoolColumnH\x00\x12\'\n\x07strings\x18\x06 \x01(\x0b\x32\x14.cdp.v1.StringColumnH\x00\x12\"\n\x04\x64ict\x18\x07 \x01(\x0b\x32\x12.cdp.v1.DictColumnH\x00\x12,\n\rtimestamps_us\x18\x08 \x01(\x0b\x32\x13.cdp.v1.Int64ColumnH\x00\x12/\n\x0ftimestamp_texts\x18\t \x01(\x0b\x32\x14.cdp.v1.StringColumnH\x00\x12!\n\x04tags\x18\n \x01(\x0b\x32\x11.cdp.v1.TagColumnH\x00\x12\x12\n\x08int64_le\x18\x0b \x01(\x0cH\x00\x12\x14\n\nfloat64_le\x18\x0c \x01(\x0cH\x00\x42\x08\n\x06values\";\n\x0b\x43olumnBatch\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x1f\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x0e.cdp.v1.Column\"X\n\rUpsertRequest\x12!\n\x08profiles\x18\x01 \x03(\x0b\x32\x0f.cdp.v1.Profile\x12$\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x13.cdp.v1.ColumnBatch\";\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x0eUpsertResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12#\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x13.cdp.v1.RecordError\"\xc8\x01\n\x05\x45vent\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x05ts_us\x18\x03 \x01(\x03H\x00\x12\x11\n\x07ts_text\x18\x04 \x01(\tH\x00\x12\x31\n\nproperties\x18\x05 \x03(\x0b\x32\x1d.cdp.v1.Event.PropertiesEntry\x1a@\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1c\n\x05value\x18\x02 \x01(\x0b\x32\r.cdp.v1.Value:\x02\x38\x01\x42\x04\n\x02ts\"\x81\x01\n\nEventTimes\x12\x0e\n\x06\x61\x62sent\x18\x01 \x01(\x0c\x12\x0f\n\x05us_le\x18\x02 \x01(\x0cH\x00\x12!\n\x02us\x18\x03 \x01(\x0b\x32\x13.cdp.v1.Int64ColumnH\x00\x12%\n\x05texts\x18\x04 \x01(\x0b\x32\x14.cdp.v1.StringColumnH\x00\x42\x08\n\x06values\"\xc2\x01\n\rEventProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x62sent\x18\x02 \x01(\x0c\x12\x14\n\nfloat64_le\x18\x03 \x01(\x0cH\x00\x12&\n\x06\x66loats\x18\x04 \x01(\x0b\x32\x14.cdp.v1.DoubleColumnH\x00\x12\"\n\x04\x64ict\x18\x05 \x01(\x0b\x32\x12.cdp.v1.DictColumnH\x00\x12\'\n\x07strings\x18\x06 \x01(\x0b\x32\x14.cdp.v1.StringColumnH\x00\x42\x08\n\x06values\"\xbc\x01\n\nEventBatch\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\x12!\n\x05types\x18\x02 \x01(\x0b\x32\x12.cdp.v1.DictColumn\x12\x1e\n\x02ts\x18\x03 \x01(\x0b\x32\x12.cdp.v1.EventTimes\x12)\n\nproperties\x18\x04 \x03(\x0b\x32\x15.cdp.v1.EventProperty\x12+\n\x0fprofile_id_dict\x18\x05 \x01(\x0b\x32\x12.cdp.v1.DictColumn\"R\n\x0cTrackRequest\x12\x1d\n\x06\x65vents\x18\x01 \x03(\x0b\x32\r.cdp.v1.Event\x12#\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x12.cdp.v1.EventBatch\"F\n\rTrackResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12#\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x13.cdp.v1.RecordError\",\n\x15\x44\x65leteProfilesRequest\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\"<\n\x16\x44\x65leteProfilesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x11\n\tnot_found\x18\x02 \x03(\t\"=\n\x11GetProfileRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vents_limit\x18\x02 \x01(\r\"U\n\x12GetProfileResponse\x12 \n\x07profile\x18\x01 \x01(\x0b\x32\x0f.cdp.v1.Profile\x12\x1d\n\x06\x65vents\x18\x02 \x03(\x0b\x32\r.cdp.v1.Event\"\x1b\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\"$\n\x03Row\x12\x1d\n\x06values\x18\x01 \x03(\x0b\x32\r.cdp.v1.Value\"a\n\rQueryResponse\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x19\n\x04rows\x18\x02 \x03(\x0b\x32\x0b.cdp.v1.Row\x12\x12\n\nelapsed_ms\x18\x03 \x01(\x01\x12\x10\n\x08warnings\x18\x04 \x03(\t\"3\n\x0eListIdsRequest\x12\r\n\x05where\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\x16\n\x07IdBatch\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\'\n\tFieldSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"\x12\n\x10GetSchemaRequest\"8\n\x13\x44\x65\x66ineFieldsRequest\x12!\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x11.cdp.v1.FieldSpec\"\x85\x01\n\x0eSchemaResponse\x12!\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x11.cdp.v1.FieldSpec\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12+\n\x10\x65vent_properties\x18\x03 \x03(\x0b\x32\x11.cdp.v1.FieldSpec\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t2\x82\x05\n\x0cProfileStore\x12\x37\n\x06Upsert\x12\x15.cdp.v1.UpsertRequest\x1a\x16.cdp.v1.UpsertResponse\x12?\n\x0cUpsertStream\x12\x15.cdp.v1.UpsertRequest\x1a\x16.cdp.v1.UpsertResponse(\x01\x12\x34\n\x05Track\x12\x14.cdp.v1.TrackRequest\x1a\x15.cdp.v1.TrackResponse\x12<\n\x0bTrackStream\x12\x14.cdp.v1.TrackRequest\x1a\x15.cdp.v1.TrackResponse(\x01\x12\x43\n\nGetProfile\x12\x19.cdp.v1.GetProfileRequest\x1a\x1a.cdp.v1.GetProfileResponse\x12O\n\x0e\x44\x65leteProfiles\x12\x1d.cdp.v1.DeleteProfilesRequest\x1a\x1e.cdp.v1.DeleteProfilesResponse\x12\x34\n\x05Query\x12\x14.cdp.v1.QueryRequest\x1a\x15.cdp.v1.QueryResponse\x12\x34\n\x07ListIds\x12\x16.cdp.v1.ListIdsRequest\x1a\x0f.cdp.v1.IdBatch0\x01\x12=\n\tGetSchema\x12\x18.cdp.v1.GetSchemaRequest\x1a\x16.cdp.v1.SchemaResponse\x12\x43\n\x0c\x44\x65\x66ineFields\x12\x1b.cdp.v1.DefineFieldsRequest\x1a\x16.cdp.v1.SchemaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROFILE_FIELDSENTRY']._loaded_options = None
   _globals['_PROFILE_FIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_EVENT_PROPERTIESENTRY']._loaded_options = None
+  _globals['_EVENT_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_STRINGLIST']._serialized_start=38
   _globals['_STRINGLIST']._serialized_end=66
   _globals['_VALUE']._serialized_start=69
@@ -63,32 +65,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDERROR']._serialized_end=1284
   _globals['_UPSERTRESPONSE']._serialized_start=1286
   _globals['_UPSERTRESPONSE']._serialized_end=1357
-  _globals['_DELETEPROFILESREQUEST']._serialized_start=1359
-  _globals['_DELETEPROFILESREQUEST']._serialized_end=1403
-  _globals['_DELETEPROFILESRESPONSE']._serialized_start=1405
-  _globals['_DELETEPROFILESRESPONSE']._serialized_end=1465
-  _globals['_GETPROFILEREQUEST']._serialized_start=1467
-  _globals['_GETPROFILEREQUEST']._serialized_end=1506
-  _globals['_GETPROFILERESPONSE']._serialized_start=1508
-  _globals['_GETPROFILERESPONSE']._serialized_end=1562
-  _globals['_QUERYREQUEST']._serialized_start=1564
-  _globals['_QUERYREQUEST']._serialized_end=1591
-  _globals['_ROW']._serialized_start=1593
-  _globals['_ROW']._serialized_end=1629
-  _globals['_QUERYRESPONSE']._serialized_start=1631
-  _globals['_QUERYRESPONSE']._serialized_end=1710
-  _globals['_LISTIDSREQUEST']._serialized_start=1712
-  _globals['_LISTIDSREQUEST']._serialized_end=1763
-  _globals['_IDBATCH']._serialized_start=1765
-  _globals['_IDBATCH']._serialized_end=1787
-  _globals['_FIELDSPEC']._serialized_start=1789
-  _globals['_FIELDSPEC']._serialized_end=1828
-  _globals['_GETSCHEMAREQUEST']._serialized_start=1830
-  _globals['_GETSCHEMAREQUEST']._serialized_end=1848
-  _globals['_DEFINEFIELDSREQUEST']._serialized_start=1850
-  _globals['_DEFINEFIELDSREQUEST']._serialized_end=1906
-  _globals['_SCHEMARESPONSE']._serialized_start=1908
-  _globals['_SCHEMARESPONSE']._serialized_end=1975
-  _globals['_PROFILESTORE']._serialized_start=1978
-  _globals['_PROFILESTORE']._serialized_end=2504
+  _globals['_EVENT']._serialized_start=1360
+  _globals['_EVENT']._serialized_end=1560
+  _globals['_EVENT_PROPERTIESENTRY']._serialized_start=1490
+  _globals['_EVENT_PROPERTIESENTRY']._serialized_end=1554
+  _globals['_EVENTTIMES']._serialized_start=1563
+  _globals['_EVENTTIMES']._serialized_end=1692
+  _globals['_EVENTPROPERTY']._serialized_start=1695
+  _globals['_EVENTPROPERTY']._serialized_end=1889
+  _globals['_EVENTBATCH']._serialized_start=1892
+  _globals['_EVENTBATCH']._serialized_end=2080
+  _globals['_TRACKREQUEST']._serialized_start=2082
+  _globals['_TRACKREQUEST']._serialized_end=2164
+  _globals['_TRACKRESPONSE']._serialized_start=2166
+  _globals['_TRACKRESPONSE']._serialized_end=2236
+  _globals['_DELETEPROFILESREQUEST']._serialized_start=2238
+  _globals['_DELETEPROFILESREQUEST']._serialized_end=2282
+  _globals['_DELETEPROFILESRESPONSE']._serialized_start=2284
+  _globals['_DELETEPROFILESRESPONSE']._serialized_end=2344
+  _globals['_GETPROFILEREQUEST']._serialized_start=2346
+  _globals['_GETPROFILEREQUEST']._serialized_end=2407
+  _globals['_GETPROFILERESPONSE']._serialized_start=2409
+  _globals['_GETPROFILERESPONSE']._serialized_end=2494
+  _globals['_QUERYREQUEST']._serialized_start=2496
+  _globals['_QUERYREQUEST']._serialized_end=2523
+  _globals['_ROW']._serialized_start=2525
+  _globals['_ROW']._serialized_end=2561
+  _globals['_QUERYRESPONSE']._serialized_start=2563
+  _globals['_QUERYRESPONSE']._serialized_end=2660
+  _globals['_LISTIDSREQUEST']._serialized_start=2662
+  _globals['_LISTIDSREQUEST']._serialized_end=2713
+  _globals['_IDBATCH']._serialized_start=2715
+  _globals['_IDBATCH']._serialized_end=2737
+  _globals['_FIELDSPEC']._serialized_start=2739
+  _globals['_FIELDSPEC']._serialized_end=2778
+  _globals['_GETSCHEMAREQUEST']._serialized_start=2780
+  _globals['_GETSCHEMAREQUEST']._serialized_end=2798
+  _globals['_DEFINEFIELDSREQUEST']._serialized_start=2800
+  _globals['_DEFINEFIELDSREQUEST']._serialized_end=2856
+  _globals['_SCHEMARESPONSE']._serialized_start=2859
+  _globals['_SCHEMARESPONSE']._serialized_end=2992
+  _globals['_PROFILESTORE']._serialized_start=2995
+  _globals['_PROFILESTORE']._serialized_end=3637
 # @@protoc_insertion_point(module_scope)

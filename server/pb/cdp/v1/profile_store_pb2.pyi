@@ -151,6 +151,85 @@ class UpsertResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[RecordError]
     def __init__(self, accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ...) -> None: ...
 
+class Event(_message.Message):
+    __slots__ = ("profile_id", "type", "ts_us", "ts_text", "properties")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TS_US_FIELD_NUMBER: _ClassVar[int]
+    TS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    type: str
+    ts_us: int
+    ts_text: str
+    properties: _containers.MessageMap[str, Value]
+    def __init__(self, profile_id: _Optional[str] = ..., type: _Optional[str] = ..., ts_us: _Optional[int] = ..., ts_text: _Optional[str] = ..., properties: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class EventTimes(_message.Message):
+    __slots__ = ("absent", "us_le", "us", "texts")
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    US_LE_FIELD_NUMBER: _ClassVar[int]
+    US_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    absent: bytes
+    us_le: bytes
+    us: Int64Column
+    texts: StringColumn
+    def __init__(self, absent: _Optional[bytes] = ..., us_le: _Optional[bytes] = ..., us: _Optional[_Union[Int64Column, _Mapping]] = ..., texts: _Optional[_Union[StringColumn, _Mapping]] = ...) -> None: ...
+
+class EventProperty(_message.Message):
+    __slots__ = ("name", "absent", "float64_le", "floats", "dict", "strings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    FLOAT64_LE_FIELD_NUMBER: _ClassVar[int]
+    FLOATS_FIELD_NUMBER: _ClassVar[int]
+    DICT_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    absent: bytes
+    float64_le: bytes
+    floats: DoubleColumn
+    dict: DictColumn
+    strings: StringColumn
+    def __init__(self, name: _Optional[str] = ..., absent: _Optional[bytes] = ..., float64_le: _Optional[bytes] = ..., floats: _Optional[_Union[DoubleColumn, _Mapping]] = ..., dict: _Optional[_Union[DictColumn, _Mapping]] = ..., strings: _Optional[_Union[StringColumn, _Mapping]] = ...) -> None: ...
+
+class EventBatch(_message.Message):
+    __slots__ = ("profile_ids", "types", "ts", "properties", "profile_id_dict")
+    PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_DICT_FIELD_NUMBER: _ClassVar[int]
+    profile_ids: _containers.RepeatedScalarFieldContainer[str]
+    types: DictColumn
+    ts: EventTimes
+    properties: _containers.RepeatedCompositeFieldContainer[EventProperty]
+    profile_id_dict: DictColumn
+    def __init__(self, profile_ids: _Optional[_Iterable[str]] = ..., types: _Optional[_Union[DictColumn, _Mapping]] = ..., ts: _Optional[_Union[EventTimes, _Mapping]] = ..., properties: _Optional[_Iterable[_Union[EventProperty, _Mapping]]] = ..., profile_id_dict: _Optional[_Union[DictColumn, _Mapping]] = ...) -> None: ...
+
+class TrackRequest(_message.Message):
+    __slots__ = ("events", "columns")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    columns: EventBatch
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., columns: _Optional[_Union[EventBatch, _Mapping]] = ...) -> None: ...
+
+class TrackResponse(_message.Message):
+    __slots__ = ("accepted", "errors")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    errors: _containers.RepeatedCompositeFieldContainer[RecordError]
+    def __init__(self, accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ...) -> None: ...
+
 class DeleteProfilesRequest(_message.Message):
     __slots__ = ("profile_ids",)
     PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -166,16 +245,20 @@ class DeleteProfilesResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetProfileRequest(_message.Message):
-    __slots__ = ("profile_id",)
+    __slots__ = ("profile_id", "events_limit")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
-    def __init__(self, profile_id: _Optional[str] = ...) -> None: ...
+    events_limit: int
+    def __init__(self, profile_id: _Optional[str] = ..., events_limit: _Optional[int] = ...) -> None: ...
 
 class GetProfileResponse(_message.Message):
-    __slots__ = ("profile",)
+    __slots__ = ("profile", "events")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     profile: Profile
-    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("sql",)
@@ -190,14 +273,16 @@ class Row(_message.Message):
     def __init__(self, values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("columns", "rows", "elapsed_ms")
+    __slots__ = ("columns", "rows", "elapsed_ms", "warnings")
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     columns: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedCompositeFieldContainer[Row]
     elapsed_ms: float
-    def __init__(self, columns: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, columns: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListIdsRequest(_message.Message):
     __slots__ = ("where", "batch_size")
@@ -232,9 +317,13 @@ class DefineFieldsRequest(_message.Message):
     def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ...) -> None: ...
 
 class SchemaResponse(_message.Message):
-    __slots__ = ("fields", "strict")
+    __slots__ = ("fields", "strict", "event_properties", "event_types")
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
     fields: _containers.RepeatedCompositeFieldContainer[FieldSpec]
     strict: bool
-    def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., strict: _Optional[bool] = ...) -> None: ...
+    event_properties: _containers.RepeatedCompositeFieldContainer[FieldSpec]
+    event_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., strict: _Optional[bool] = ..., event_properties: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., event_types: _Optional[_Iterable[str]] = ...) -> None: ...

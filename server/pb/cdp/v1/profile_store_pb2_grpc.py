@@ -45,6 +45,16 @@ class ProfileStoreStub:
                 request_serializer=cdp_dot_v1_dot_profile__store__pb2.UpsertRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_profile__store__pb2.UpsertResponse.FromString,
                 _registered_method=True)
+        self.Track = channel.unary_unary(
+                '/cdp.v1.ProfileStore/Track',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.TrackRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.TrackResponse.FromString,
+                _registered_method=True)
+        self.TrackStream = channel.stream_unary(
+                '/cdp.v1.ProfileStore/TrackStream',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.TrackRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.TrackResponse.FromString,
+                _registered_method=True)
         self.GetProfile = channel.unary_unary(
                 '/cdp.v1.ProfileStore/GetProfile',
                 request_serializer=cdp_dot_v1_dot_profile__store__pb2.GetProfileRequest.SerializeToString,
@@ -94,8 +104,23 @@ class ProfileStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Track(self, request, context):
+        """Behavioural events: a bad event is reported (index + field) and the rest apply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrackStream(self, request_iterator, context):
+        """A bulk load of events: many requests, one summary; indexes count across the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProfile(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A profile's attributes and its most recent events.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -142,6 +167,16 @@ def add_ProfileStoreServicer_to_server(servicer, server):
                     servicer.UpsertStream,
                     request_deserializer=cdp_dot_v1_dot_profile__store__pb2.UpsertRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_profile__store__pb2.UpsertResponse.SerializeToString,
+            ),
+            'Track': grpc.unary_unary_rpc_method_handler(
+                    servicer.Track,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.TrackRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.TrackResponse.SerializeToString,
+            ),
+            'TrackStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.TrackStream,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.TrackRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.TrackResponse.SerializeToString,
             ),
             'GetProfile': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProfile,
@@ -229,6 +264,60 @@ class ProfileStore:
             '/cdp.v1.ProfileStore/UpsertStream',
             cdp_dot_v1_dot_profile__store__pb2.UpsertRequest.SerializeToString,
             cdp_dot_v1_dot_profile__store__pb2.UpsertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Track(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/Track',
+            cdp_dot_v1_dot_profile__store__pb2.TrackRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.TrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrackStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cdp.v1.ProfileStore/TrackStream',
+            cdp_dot_v1_dot_profile__store__pb2.TrackRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.TrackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from server.pb.cdp.v1 import profile_store_pb2 as cdp_dot_v1_dot_profile__store__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/shard.proto\x12\x06\x63\x64p.v1\x1a\x1a\x63\x64p/v1/profile_store.proto\",\n\x0c\x41pplyRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\x0f\n\rApplyResponse\"A\n\x0e\x45xecuteRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\x12\x12\n\ncount_only\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"\"\n\x0f\x45xecuteResponse\x12\x0f\n\x07partial\x18\x01 \x01(\x0c\"4\n\x12ShardDefineRequest\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"5\n\x13ShardSchemaResponse\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"-\n\x0fShardIdsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"$\n\x10ShardGetResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x0c\"$\n\x13ShardDeleteResponse\x12\r\n\x05\x66ound\x18\x01 \x03(\x08\"8\n\x13ShardListIdsRequest\x12\r\n\x05where\x18\x01 \x01(\x0c\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\x14\n\x12ShardStatusRequest\"[\n\x13ShardStatusResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\r\n\x05slots\x18\x03 \x03(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"2\n\x12ShardAssignRequest\x12\r\n\x05slots\x18\x01 \x03(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x32\xbf\x04\n\nShardStore\x12\x34\n\x05\x41pply\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12:\n\x07\x45xecute\x12\x16.cdp.v1.ExecuteRequest\x1a\x17.cdp.v1.ExecuteResponse\x12\x41\n\x06\x44\x65\x66ine\x12\x1a.cdp.v1.ShardDefineRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x41\n\x06Schema\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x38\n\x03Get\x12\x17.cdp.v1.ShardIdsRequest\x1a\x18.cdp.v1.ShardGetResponse\x12>\n\x06\x44\x65lete\x12\x17.cdp.v1.ShardIdsRequest\x1a\x1b.cdp.v1.ShardDeleteResponse\x12\x39\n\x07ListIds\x12\x1b.cdp.v1.ShardListIdsRequest\x1a\x0f.cdp.v1.IdBatch0\x01\x12\x41\n\x06Status\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardStatusResponse\x12\x41\n\x06\x41ssign\x12\x1a.cdp.v1.ShardAssignRequest\x1a\x1b.cdp.v1.ShardStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/shard.proto\x12\x06\x63\x64p.v1\x1a\x1a\x63\x64p/v1/profile_store.proto\",\n\x0c\x41pplyRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\x0f\n\rApplyResponse\"A\n\x0e\x45xecuteRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\x12\x12\n\ncount_only\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"\"\n\x0f\x45xecuteResponse\x12\x0f\n\x07partial\x18\x01 \x01(\x0c\"4\n\x12ShardDefineRequest\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"d\n\x13ShardSchemaResponse\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12\x18\n\x10\x65vent_properties\x18\x03 \x01(\x0c\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\"C\n\x0fShardIdsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x14\n\x0c\x65vents_limit\x18\x03 \x01(\r\"4\n\x10ShardGetResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x0c\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x0c\"$\n\x13ShardDeleteResponse\x12\r\n\x05\x66ound\x18\x01 \x03(\x08\"8\n\x13ShardListIdsRequest\x12\r\n\x05where\x18\x01 \x01(\x0c\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\x14\n\x12ShardStatusRequest\"[\n\x13ShardStatusResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\r\n\x05slots\x18\x03 \x03(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"2\n\x12ShardAssignRequest\x12\r\n\x05slots\x18\x01 \x03(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x32\xf5\x04\n\nShardStore\x12\x34\n\x05\x41pply\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12\x34\n\x05Track\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12:\n\x07\x45xecute\x12\x16.cdp.v1.ExecuteRequest\x1a\x17.cdp.v1.ExecuteResponse\x12\x41\n\x06\x44\x65\x66ine\x12\x1a.cdp.v1.ShardDefineRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x41\n\x06Schema\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x38\n\x03Get\x12\x17.cdp.v1.ShardIdsRequest\x1a\x18.cdp.v1.ShardGetResponse\x12>\n\x06\x44\x65lete\x12\x17.cdp.v1.ShardIdsRequest\x1a\x1b.cdp.v1.ShardDeleteResponse\x12\x39\n\x07ListIds\x12\x1b.cdp.v1.ShardListIdsRequest\x1a\x0f.cdp.v1.IdBatch0\x01\x12\x41\n\x06Status\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardStatusResponse\x12\x41\n\x06\x41ssign\x12\x1a.cdp.v1.ShardAssignRequest\x1a\x1b.cdp.v1.ShardStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,21 +43,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDDEFINEREQUEST']._serialized_start=224
   _globals['_SHARDDEFINEREQUEST']._serialized_end=276
   _globals['_SHARDSCHEMARESPONSE']._serialized_start=278
-  _globals['_SHARDSCHEMARESPONSE']._serialized_end=331
-  _globals['_SHARDIDSREQUEST']._serialized_start=333
-  _globals['_SHARDIDSREQUEST']._serialized_end=378
-  _globals['_SHARDGETRESPONSE']._serialized_start=380
-  _globals['_SHARDGETRESPONSE']._serialized_end=416
-  _globals['_SHARDDELETERESPONSE']._serialized_start=418
-  _globals['_SHARDDELETERESPONSE']._serialized_end=454
-  _globals['_SHARDLISTIDSREQUEST']._serialized_start=456
-  _globals['_SHARDLISTIDSREQUEST']._serialized_end=512
-  _globals['_SHARDSTATUSREQUEST']._serialized_start=514
-  _globals['_SHARDSTATUSREQUEST']._serialized_end=534
-  _globals['_SHARDSTATUSRESPONSE']._serialized_start=536
-  _globals['_SHARDSTATUSRESPONSE']._serialized_end=627
-  _globals['_SHARDASSIGNREQUEST']._serialized_start=629
-  _globals['_SHARDASSIGNREQUEST']._serialized_end=679
-  _globals['_SHARDSTORE']._serialized_start=682
-  _globals['_SHARDSTORE']._serialized_end=1257
+  _globals['_SHARDSCHEMARESPONSE']._serialized_end=378
+  _globals['_SHARDIDSREQUEST']._serialized_start=380
+  _globals['_SHARDIDSREQUEST']._serialized_end=447
+  _globals['_SHARDGETRESPONSE']._serialized_start=449
+  _globals['_SHARDGETRESPONSE']._serialized_end=501
+  _globals['_SHARDDELETERESPONSE']._serialized_start=503
+  _globals['_SHARDDELETERESPONSE']._serialized_end=539
+  _globals['_SHARDLISTIDSREQUEST']._serialized_start=541
+  _globals['_SHARDLISTIDSREQUEST']._serialized_end=597
+  _globals['_SHARDSTATUSREQUEST']._serialized_start=599
+  _globals['_SHARDSTATUSREQUEST']._serialized_end=619
+  _globals['_SHARDSTATUSRESPONSE']._serialized_start=621
+  _globals['_SHARDSTATUSRESPONSE']._serialized_end=712
+  _globals['_SHARDASSIGNREQUEST']._serialized_start=714
+  _globals['_SHARDASSIGNREQUEST']._serialized_end=764
+  _globals['_SHARDSTORE']._serialized_start=767
+  _globals['_SHARDSTORE']._serialized_end=1396
 # @@protoc_insertion_point(module_scope)

@@ -44,26 +44,34 @@ class ShardDefineRequest(_message.Message):
     def __init__(self, fields: _Optional[bytes] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class ShardSchemaResponse(_message.Message):
-    __slots__ = ("fields", "strict")
+    __slots__ = ("fields", "strict", "event_properties", "event_types")
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
     fields: bytes
     strict: bool
-    def __init__(self, fields: _Optional[bytes] = ..., strict: _Optional[bool] = ...) -> None: ...
+    event_properties: bytes
+    event_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fields: _Optional[bytes] = ..., strict: _Optional[bool] = ..., event_properties: _Optional[bytes] = ..., event_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardIdsRequest(_message.Message):
-    __slots__ = ("ids", "epoch")
+    __slots__ = ("ids", "epoch", "events_limit")
     IDS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     epoch: int
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    events_limit: int
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ..., events_limit: _Optional[int] = ...) -> None: ...
 
 class ShardGetResponse(_message.Message):
-    __slots__ = ("profiles",)
+    __slots__ = ("profiles", "events")
     PROFILES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     profiles: bytes
-    def __init__(self, profiles: _Optional[bytes] = ...) -> None: ...
+    events: bytes
+    def __init__(self, profiles: _Optional[bytes] = ..., events: _Optional[bytes] = ...) -> None: ...
 
 class ShardDeleteResponse(_message.Message):
     __slots__ = ("found",)

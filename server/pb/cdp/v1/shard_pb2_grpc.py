@@ -40,6 +40,11 @@ class ShardStoreStub:
                 request_serializer=cdp_dot_v1_dot_shard__pb2.ApplyRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
                 _registered_method=True)
+        self.Track = channel.unary_unary(
+                '/cdp.v1.ShardStore/Track',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.ApplyRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
+                _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/cdp.v1.ShardStore/Execute',
                 request_serializer=cdp_dot_v1_dot_shard__pb2.ExecuteRequest.SerializeToString,
@@ -87,6 +92,13 @@ class ShardStoreServicer:
 
     def Apply(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Track(self, request, context):
+        """Events: the batch is tracking.write_events' accepted part for this shard.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -144,6 +156,11 @@ def add_ShardStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Apply': grpc.unary_unary_rpc_method_handler(
                     servicer.Apply,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.ApplyRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.SerializeToString,
+            ),
+            'Track': grpc.unary_unary_rpc_method_handler(
+                    servicer.Track,
                     request_deserializer=cdp_dot_v1_dot_shard__pb2.ApplyRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.SerializeToString,
             ),
@@ -213,6 +230,33 @@ class ShardStore:
             request,
             target,
             '/cdp.v1.ShardStore/Apply',
+            cdp_dot_v1_dot_shard__pb2.ApplyRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Track(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/Track',
             cdp_dot_v1_dot_shard__pb2.ApplyRequest.SerializeToString,
             cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
             options,

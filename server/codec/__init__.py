@@ -1,19 +1,28 @@
 """Codec represents the translation between cdp.v1 messages and cdpcore's Python types.
 
-It is the only module importing both `server.pb` and `cdpcore` (STYLE practice 3), and
-it holds no rule of the engine: values are translated, never validated beyond what
-the message shape itself requires (lengths, dictionary codes); the engine judges them.
+This package is the only code importing both `server.pb` and `cdpcore` (STYLE practice
+3), and it holds no rule of the engine: values are translated, never validated beyond
+what the message shape itself requires (lengths, dictionary codes); the engine judges.
 
-Two directions:
-- server side: `records_from_profiles`, `columns_from_batch` (requests → Store inputs);
-  `value_of`, `profile_message`, `query_response`, `upsert_response` (results → replies).
-- client side (`cdp ingest`, bench): `batch_from_columns`, `profiles_from_records`.
+- `values`: one Value ↔ one Python value; presence bitmaps.
+- this module: profiles. Server side `records_from_profiles`, `columns_from_batch`
+  (requests → Store inputs); `profile_message`, `query_response`, `upsert_response`
+  (results → replies). Client side (`cdp ingest`, bench): `batch_from_columns`,
+  `profiles_from_records`, `query_result`.
+- `events`: the same for behavioural events (Track, GetProfile's events).
 
 The columnar path is vectorised: repeated numeric fields become numpy arrays through the
 buffer protocol (`np.asarray`), raw `*_le` bytes through `np.frombuffer`, and the nulls
 bitmap through `np.unpackbits`; nothing loops over records in Python.
 """
 from __future__ import annotations
+
+__all__ = ["INT64_MAX", "INT64_MIN", "Unencodable", "batch_from_columns", "columns_from_batch",
+           "decode_column", "encode_column", "event_batch_from_columns", "event_batch_size",
+           "event_columns_from_batch",
+           "event_message", "event_of_message", "event_of_record", "events_from_records", "profile_message",
+           "profiles_from_records", "python_of", "query_response", "query_result", "records_from_events",
+           "records_from_profiles", "timestamp_fields_of", "track_response", "upsert_response", "value_of"]
 
 import datetime as _dt
 import itertools
@@ -27,82 +36,12 @@ from cdpcore.errors import BatchError
 from cdpcore.schema import ID_FIELD
 from server.pb.cdp.v1 import profile_store_pb2 as pb
 
-INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
-
-
-# ---- single values -------------------------------------------------------------------
-def python_of(value: pb.Value) -> Any:
-    """A Value as the Python value Store.upsert takes (unset kind → None)."""
-    kind = value.WhichOneof("kind")
-    return None if kind is None else _PYTHON_OF[kind](value)
-
-
-def _timestamp_of(us: int) -> Any:
-    if ts.MIN_US <= us <= ts.MAX_US:
-        return ts.to_datetime(us)
-    # datetime cannot hold it; a datetime64 still makes a timestamp field, and the
-    # engine then rejects the record with its own "out of range" reason.
-    return np.datetime64(us, "us")
-
-
-_PYTHON_OF: dict[str, Callable[[pb.Value], Any]] = {
-    "null_value": lambda v: None,          # null_value=false is still the null member
-    "int_value": lambda v: v.int_value,
-    "float_value": lambda v: v.float_value,
-    "bool_value": lambda v: v.bool_value,
-    "string_value": lambda v: v.string_value,
-    "timestamp_us": lambda v: _timestamp_of(v.timestamp_us),
-    "tags": lambda v: list(v.tags.values),
-    "timestamp_text": lambda v: v.timestamp_text,   # ISO text: a timestamp field parses it
-}
-
-
-def value_of(value: Any) -> pb.Value:
-    """A Python (or numpy) value as a Value; TypeError/ValueError when it has no encoding."""
-    encode = _VALUE_OF.get(type(value))
-    return encode(value) if encode is not None else _value_of_other(value)
-
-
-def _int_value(v: int) -> pb.Value:
-    if not INT64_MIN <= v <= INT64_MAX:
-        raise ValueError(f"int out of range for int64: {v}")
-    return pb.Value(int_value=v)
-
-
-def _tags_value(v: Iterable[str]) -> pb.Value:
-    values = sorted(v) if isinstance(v, (set, frozenset)) else list(v)
-    return pb.Value(tags=pb.StringList(values=values))
-
-
-# Exact types first (the common case); `_value_of_other` walks the same table with
-# isinstance, so its order matters: bool before int (bool is an int).
-_VALUE_OF: dict[type, Callable[[Any], pb.Value]] = {
-    type(None): lambda v: pb.Value(null_value=True),
-    bool: lambda v: pb.Value(bool_value=v),
-    int: _int_value,
-    float: lambda v: pb.Value(float_value=v),
-    str: lambda v: pb.Value(string_value=v),
-    _dt.datetime: lambda v: pb.Value(timestamp_us=ts.from_datetime(v)),
-    _dt.date: lambda v: pb.Value(timestamp_us=ts.from_datetime(v)),
-    list: _tags_value,
-    tuple: _tags_value,
-    set: _tags_value,
-    frozenset: _tags_value,
-}
-
-
-def _value_of_other(value: Any) -> pb.Value:
-    if isinstance(value, np.datetime64):
-        return pb.Value(timestamp_us=ts.to_micros(value))
-    for base, encode in _VALUE_OF.items():
-        if isinstance(value, base):
-            return encode(value)
-    if isinstance(value, np.ndarray) and value.ndim == 1:
-        return _tags_value(value.tolist())
-    if isinstance(value, np.generic):
-        return value_of(value.item())
-    raise TypeError(f"cannot encode {type(value).__name__} as a cdp.v1.Value")
-
+from .events import (Unencodable, event_batch_from_columns, event_batch_size, event_columns_from_batch,
+                     event_message,
+                     event_of_message, event_of_record, events_from_records, records_from_events,
+                     track_response)
+from .values import (INT64_MAX, INT64_MIN, bitmap_of_mask, categorical_of, datetime64_of_micros, fill_dict,
+                     mask_of_bitmap, micros_of_datetime64, python_of, value_of)
 
 # ---- row form --------------------------------------------------------------------------
 def records_from_profiles(profiles: Iterable[pb.Profile]) -> list[dict[str, Any]]:
@@ -182,15 +121,7 @@ def decode_column(col: pb.Column, n: int, timestamps: bool = False) -> object:
 
 def _null_mask(col: pb.Column, n: int) -> np.ndarray | None:
     """The nulls bitmap (bit i, LSB first, = record i is null) as a bool mask; None if no nulls."""
-    if not col.nulls:
-        return None
-    want = (n + 7) // 8
-    if len(col.nulls) != want:
-        raise BatchError(f"column {col.name!r}: nulls bitmap has {len(col.nulls)} bytes for {n} ids "
-                         f"(expected {want})")
-    bits = np.unpackbits(np.frombuffer(col.nulls, dtype=np.uint8), count=n, bitorder="little")
-    mask = bits.view(bool)
-    return mask if mask.any() else None
+    return mask_of_bitmap(col.nulls, n, f"column {col.name!r}: nulls bitmap")
 
 
 def _sized(col: pb.Column, values: Any, n: int, what: str = "values") -> Any:
@@ -219,15 +150,9 @@ def _raw(col: pb.Column, member: str, dtype: str, n: int) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype)
 
 
-def _micros(us: np.ndarray) -> np.ndarray:
-    # INT64_MIN is NaT in datetime64, which the engine reads as null; moving it one up
-    # keeps it a value, out of range, so the record is rejected rather than nulled.
-    return np.maximum(us, INT64_MIN + 1).astype(np.int64).view("datetime64[us]")
-
-
 def _timestamps_us(col: pb.Column, n: int, null: np.ndarray | None) -> object:
     us = _sized(col, np.asarray(col.timestamps_us.values, dtype=np.int64), n)
-    return _masked(_micros(us), null)
+    return _masked(datetime64_of_micros(us), null)
 
 
 def _strings(col: pb.Column, n: int, null: np.ndarray | None) -> object:
@@ -241,14 +166,7 @@ def _strings(col: pb.Column, n: int, null: np.ndarray | None) -> object:
 
 
 def _dict(col: pb.Column, n: int, null: np.ndarray | None) -> object:
-    codes = _sized(col, np.asarray(col.dict.codes, dtype=np.int32), n, "codes")
-    if null is not None:
-        codes = np.where(null, np.int32(-1), codes)
-    size = len(col.dict.dictionary)
-    if codes.size and (codes.min() < -1 or codes.max() >= size):
-        raise BatchError(f"column {col.name!r}: dictionary code out of range "
-                         f"(-1 or 0..{size - 1} expected)")
-    return Categorical(codes, list(col.dict.dictionary))
+    return categorical_of(col.dict, n, null, f"column {col.name!r}")
 
 
 def _tags(col: pb.Column, n: int, null: np.ndarray | None) -> object:
@@ -278,7 +196,7 @@ _DECODERS: dict[str, Callable[[pb.Column, int, np.ndarray | None], object]] = {
     "timestamp_texts": _strings,   # a timestamp field parses ISO text (vectorised when plain)
     "tags": _tags,
     "int64_le": lambda col, n, null: _masked(_raw(col, "int64_le", "<i8", n), null),
-    "timestamps_le": lambda col, n, null: _masked(_micros(_raw(col, "int64_le", "<i8", n)), null),
+    "timestamps_le": lambda col, n, null: _masked(datetime64_of_micros(_raw(col, "int64_le", "<i8", n)), null),
     "float64_le": lambda col, n, null: _masked(_raw(col, "float64_le", "<f8", n), null),
 }
 
@@ -323,19 +241,11 @@ def encode_column(col: pb.Column, values: object) -> None:
 
 
 def _put_nulls(col: pb.Column, null: np.ndarray | None) -> None:
-    if null is not None and null.any():
-        col.nulls = np.packbits(null, bitorder="little").tobytes()
+    col.nulls = bitmap_of_mask(null)
 
 
 def _put_dict(col: pb.Column, codes: np.ndarray, categories: Sequence[str]) -> None:
-    """Only the categories this batch uses travel (a 100-row batch of cities must not
-    carry the whole 1,000-city dictionary, nor make the router check it)."""
-    codes = np.asarray(codes, dtype=np.int64)
-    used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(categories)))
-    remap = np.full(len(categories) + 1, -1, dtype=np.int64)  # index -1 → the trailing -1
-    remap[used] = np.arange(len(used))
-    col.dict.dictionary.extend([categories[i] for i in used.tolist()])
-    col.dict.codes.extend(remap[codes].tolist())  # code -1 is the null
+    fill_dict(col.dict, codes, categories)
 
 
 def _put_tags(col: pb.Column, tags: TagSets) -> None:
@@ -380,21 +290,8 @@ def _put_bools(col: pb.Column, arr: np.ndarray, null: np.ndarray | None) -> np.n
 
 def _put_datetimes(col: pb.Column, arr: np.ndarray, null: np.ndarray | None) -> np.ndarray | None:
     nat = np.isnat(arr)
-    col.timestamps_us.values.extend(_datetime64_micros(arr, nat).tolist())
+    col.timestamps_us.values.extend(micros_of_datetime64(arr, nat).tolist())
     return nat if null is None else null | nat
-
-
-def _datetime64_micros(arr: np.ndarray, nat: np.ndarray) -> np.ndarray:
-    """datetime64 of any unit → µs. A value too far out for µs (possible in coarse units)
-    becomes INT64_MAX, out of range, so the server rejects that record as the engine would."""
-    unit = np.datetime_data(arr.dtype)[0]
-    if unit in ("us", "ns", "ps", "fs", "as"):   # every value fits in µs
-        return arr.astype("datetime64[us]").view(np.int64)
-    lo, hi = np.array([ts.MIN_US, ts.MAX_US], dtype="datetime64[us]").astype(arr.dtype).view(np.int64)
-    raw = arr.view(np.int64)
-    ok = nat | ((raw >= lo) & (raw <= hi))
-    us = np.where(ok, arr, np.datetime64(0, unit)).astype("datetime64[us]").view(np.int64)
-    return np.where(ok, us, INT64_MAX)
 
 
 def _put_strings(col: pb.Column, arr: np.ndarray, null: np.ndarray | None) -> np.ndarray | None:
@@ -489,12 +386,13 @@ def upsert_response(result: UpsertResult, index_offset: int = 0) -> pb.UpsertRes
 
 def query_response(result: QueryResult, elapsed_ms: float) -> pb.QueryResponse:
     rows = [pb.Row(values=[_cell(v) for v in row]) for row in result.rows]
-    return pb.QueryResponse(columns=result.columns, rows=rows, elapsed_ms=elapsed_ms)
+    return pb.QueryResponse(columns=result.columns, rows=rows, elapsed_ms=elapsed_ms, warnings=result.warnings)
 
 
 def query_result(reply: pb.QueryResponse) -> QueryResult:
     """Client side: a QueryResponse back as the engine's QueryResult."""
-    return QueryResult(list(reply.columns), [tuple(python_of(v) for v in r.values) for r in reply.rows])
+    return QueryResult(list(reply.columns), [tuple(python_of(v) for v in r.values) for r in reply.rows],
+                       list(reply.warnings))
 
 
 def _cell(v: Any) -> pb.Value:
