@@ -26,6 +26,12 @@ processes (`server.cli.serve.start_shard_process`). All on loopback, on this mac
    per profile: with 2 cores, 2 s ÷ (CPU s per profile) bounds any client's rate.
 3. *Bulk load* of the rest up to `--profiles` (unary Upsert, columnar, `--bulk-batch`
    per request; the call time only).
+3b. *Event ingest* (issue 4; `--track-events` per path, 0 skips): synthetic events of
+   the loaded profiles (`cdpcore.sample`, about 10 per profile, time-ordered with late
+   arrivals) as columnar `EventBatch`es of `--track-batch` events: unary `Track` (one
+   call at a time) with the ids as strings, then with the ids dictionary-encoded: unary
+   `Track`, one `TrackStream`, and `Track` with `--inflight` calls outstanding; encoding
+   timed apart, as for profiles (see bench/grpc_events.py).
 4. *Queries*: `QUERIES` from bench/query_suite.py. Through the router's Query RPC (a
    WHERE-only entry is sent as a bare condition, which the router counts), timed on the
    client from the call to the rows converted to Python values; and on an embedded
@@ -70,6 +76,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get
 
 import grpc  # noqa: E402
 
+from bench import grpc_events  # noqa: E402
 from bench.query_suite import (QUERIES, compare, is_select, make_store, show,  # noqa: E402
                                time_it)
 from cdpcore import sample  # noqa: E402
@@ -387,7 +394,8 @@ def mib(b: float | None) -> str:
     return "-" if b is None else f"{b / 2**20:,.1f}"
 
 
-def print_report(rep: dict[str, Any], phases: list[Phase], queries: list[QueryRow]) -> None:
+def print_report(rep: dict[str, Any], phases: list[Phase], queries: list[QueryRow],
+                 track: list[grpc_events.TrackPhase] = ()) -> None:
     a = rep["args"]
     print(f"\ncdpcore gRPC bench — {a['profiles']:,} profiles, {a['shards']} shard processes + router "
           f"(separate processes), repeat {a['repeat']} (+1 warm-up); load average "
@@ -415,6 +423,7 @@ def print_report(rep: dict[str, Any], phases: list[Phase], queries: list[QueryRo
     if rep.get("loaded_memory"):
         print("after load (MiB):  " + ",  ".join(
             f"{k} RSS {mib(v['rss'])}" for k, v in rep["loaded_memory"].items()))
+    grpc_events.print_track(list(track))
 
     head = (f"{'query':<15}{'rtr med':>9}{'rtr p95':>9}{'emb med':>9}{'emb p95':>9}{'overhd':>9}"
             f"{'allowed':>9}{'in-rtr':>9}{'rtr CPU':>9}{'emb CPU':>9}  check")
@@ -439,6 +448,10 @@ def print_report(rep: dict[str, Any], phases: list[Phase], queries: list[QueryRo
     print("\ntargets (issue 3):")
     for label, ok, detail in targets(rep, phases, queries):
         print(f"  [{'pass' if ok else 'FAIL'}] {label}: {detail}")
+    if track:
+        print("\ntargets (issue 4):")
+        for label, ok, detail in grpc_events.track_targets(list(track)):
+            print(f"  [{'pass' if ok else 'FAIL'}] {label}: {detail}")
 
 
 def _cpu_split(cpu: dict[str, float], per: float) -> str:
@@ -474,6 +487,29 @@ def targets(rep: dict[str, Any], phases: list[Phase], queries: list[QueryRow]) -
     return out
 
 
+def run_track_phases(stub, a: argparse.Namespace,
+                     procs: dict[str, subprocess.Popen]) -> list[grpc_events.TrackPhase]:
+    """Track, TrackStream (and Track with calls in flight) of the loaded profiles' events."""
+    plan = [("Track unary columnar", "unary", 1, False), ("Track unary columnar, dict ids", "unary", 1, True),
+            ("TrackStream columnar, dict ids", "stream", 1, True)]
+    if a.inflight > 1:
+        plan.append((f"Track unary columnar, dict ids, {a.inflight} in flight", "unary", a.inflight, True))
+    out = []
+    for i, (label, path, inflight, dict_ids) in enumerate(plan):
+        phase = grpc_events.TrackPhase(label, path, a.track_batch, a.track_events, dict_ids)
+        print(f"{label}, batches of {a.track_batch:,}: ~{a.track_events:,} events…", file=sys.stderr)
+        meter = CpuMeter(procs, client=False)
+        if path == "stream":
+            grpc_events.run_track_stream(stub, phase, a.profiles, SEED + 100 + i)
+        else:
+            grpc_events.run_track(stub, phase, a.profiles, SEED + 100 + i, inflight)
+        phase.cpu = meter.used()
+        print(f"  {phase.rate:,.0f} events/s ({phase.seconds:.2f} s in RPCs, "
+              f"{phase.encode_seconds:.2f} s encoding)", file=sys.stderr)
+        out.append(phase)
+    return out
+
+
 # ---- main ------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -488,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk-batch", type=int, default=100_000, help="profiles per request of the bulk load")
     p.add_argument("--inflight", type=int, default=4,
                    help="also time unary Upserts of 100 with this many calls in flight (4; 1 = skip)")
+    p.add_argument("--track-events", type=int, default=1_000_000,
+                   help="events per Track path, about (1,000,000; 0 skips)")
+    p.add_argument("--track-batch", type=int, default=10_000, help="events per Track request (10,000)")
     p.add_argument("--no-queries", action="store_true", help="ingest and memory only")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     a = p.parse_args(argv)
@@ -510,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     channel = None
     store = None
     phases: list[Phase] = []
+    track: list[grpc_events.TrackPhase] = []
     queries: list[QueryRow] = []
     try:
         shards = []
@@ -556,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
             run_unary(stub, bulk, rows=False)
             bulk.cpu = meter.used()
             phases.append(bulk)
+        if a.track_events:
+            track = run_track_phases(stub, a, procs)
         rep["loaded_memory"] = memory_of(procs)
         status = admin_pb2_grpc.AdminStub(channel).ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=30)
         rep["cluster_profiles"] = status.profiles
@@ -588,9 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     rep["loadavg"] = (load_start[0], os.getloadavg()[0])
     rep["loadavg_start_1_5_15"] = list(load_start)
     rep["loadavg_end_1_5_15"] = list(os.getloadavg())
-    print_report(rep, phases, queries)
+    print_report(rep, phases, queries, track)
     if a.json:
         rep["ingest"] = [ph.as_json() for ph in phases]
+        rep["track"] = [ph.as_json() for ph in track]
         rep["queries"] = [q.as_json() for q in queries]
         rep["targets"] = [{"target": t, "pass": ok, "detail": d}
                           for t, ok, d in targets(rep, phases, queries)]

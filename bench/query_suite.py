@@ -2,6 +2,7 @@
 
     python bench/query_suite.py                      # 10,000,000 profiles, 2 shards
     python bench/query_suite.py --profiles 1000000 --json bench/out/suite-1m.json
+    python bench/query_suite.py --profiles 1000000 --events-per-profile 0   # no events
 
 1. Generates `--profiles` synthetic profiles (cdpcore.sample, seeded) in batches and
    loads them with `Store.upsert_columns`, timing only the upsert calls (load
@@ -16,6 +17,15 @@
    equals ours: a difference prints a MISMATCH line (a correctness bug).
 4. Prints per query: our median / p95, DuckDB's median, ours ÷ DuckDB; the totals of
    the medians; and the targets of issue 2 with pass / FAIL.
+5. Events (issue 4; `--events-per-profile`, default 10, 0 skips): after the profiles,
+   about that many synthetic events per profile (`cdpcore.sample.iter_events`, same
+   seed) are tracked with `store.track_columns`, `--event-batch` events per call (only
+   the calls timed: the embedded ingest rate); event memory is what the shards' event
+   stores report (`shard.events.nbytes()` ÷ `len`), with RSS growth alongside. The
+   event queries of `bench/events.py` then run like the others, and DuckDB answers them
+   from an `events` table with GROUP BY / HAVING, joins and anti-joins (see there);
+   counts must agree, else MISMATCH. Event figures and the targets of issue 4 are
+   printed in their own section.
 
 `now()` is pinned: the Store gets `clock=` returning `cdpcore.sample.REF_NOW` (the
 instant the synthetic data is "as of"), and `now()` becomes the same TIMESTAMP literal
@@ -24,25 +34,24 @@ for DuckDB, so relative-time queries have one answer in both engines.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import math
 import os
 import platform
 import re
-import resource
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import events as ev  # noqa: E402
+from bench.measure import Timing, measure_rss, peak_rss_bytes, time_it  # noqa: E402
 from cdpcore import Store, sample  # noqa: E402
 from cdpcore.batch import Categorical, TagSets  # noqa: E402
 
@@ -76,7 +85,7 @@ QUERIES: list[tuple[str, str]] = [
 ]
 
 NOW_US = int(sample.REF_NOW.timestamp()) * 1_000_000
-DUCK_NOW = f"TIMESTAMP '{sample.REF_NOW.strftime('%Y-%m-%d %H:%M:%S')}'"
+DUCK_NOW = ev.DUCK_NOW
 STRING_FIELDS = [f for f, t in sample.SCHEMA.items() if t == "string"]
 
 _HAS = re.compile(r"\bhas(_any|_all)?\(\s*(\w+)\s*,\s*([^()]*)\)", re.IGNORECASE)
@@ -101,70 +110,6 @@ def to_duckdb(sql: str) -> str:
 
     out = _NOW.sub(DUCK_NOW, _HAS.sub(tags, sql))
     return out if is_select(out) else f"SELECT count(*) FROM profiles WHERE {out}"
-
-
-# ---- memory -----------------------------------------------------------------------------
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-try:
-    _LIBC = ctypes.CDLL("libc.so.6")
-except OSError:  # not glibc
-    _LIBC = None
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process, now."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except OSError:
-        import psutil  # the bench extra
-        return psutil.Process().memory_info().rss
-
-
-def measure_rss() -> int:
-    """RSS after a full GC and `malloc_trim(0)`.
-
-    Freed memory glibc still holds (its heap top, arenas) would count as growth though no
-    live object holds it; trimming hands it back first, so the reading is live memory
-    (plus fragmentation that cannot be returned, which a real process also pays).
-    """
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-    return rss_bytes()
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-# ---- timing -------------------------------------------------------------------------------
-
-@dataclass
-class Timing:
-    times_ms: list[float]
-    result: Any
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def p95(self) -> float:
-        return float(np.percentile(self.times_ms, 95))
-
-
-def time_it(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> Timing:
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return Timing(times, result)
 
 
 # ---- loading --------------------------------------------------------------------------------
@@ -204,11 +149,13 @@ def batch_ranges(n: int, batch: int) -> Iterator[tuple[int, int]]:
 
 
 def warm_up(shards: int) -> None:
-    """Load 1,000 profiles into a throwaway Store, so that one-time costs of the first
+    """Load 1,000 profiles (and their events) into a throwaway Store, so that one-time costs of the first
     use (lazy imports, thread pools: ~10 MiB) count neither as per-profile memory nor as
     load time of the measured store."""
     store = make_store(shards)
     store.upsert_columns(*sample.generate_columns(1000, seed=1, start=0))
+    if hasattr(store, "track_columns"):
+        store.track_columns(**sample.generate_events(1000, 10, seed=1))
     store.close()
     del store
     gc.collect()
@@ -249,7 +196,7 @@ def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
-def duck_connect(threads: int):
+def duck_connect(threads: int, events: bool = False):
     import duckdb
     con = duckdb.connect(config={"threads": threads})
     for name in STRING_FIELDS:
@@ -260,7 +207,10 @@ def duck_connect(threads: int):
                  "timestamp": "TIMESTAMP", "string_set": "VARCHAR[]"}
     for name, ftype in sample.SCHEMA.items():
         cols.append(f"{name} {name + '_t' if ftype == 'string' else duck_type[ftype]}")
-    con.execute(f"CREATE TABLE profiles (profile_id VARCHAR, {', '.join(cols)})")
+    # pid: the profile's number (u00000042 → 42), the join key of the events table
+    con.execute(f"CREATE TABLE profiles (profile_id VARCHAR, pid INTEGER, {', '.join(cols)})")
+    if events:
+        ev.duck_create_events(con)
     return con
 
 
@@ -314,6 +264,8 @@ def load_duck(con, n: int, batch: int, seed: int) -> LoadStats:
         ids, cols = sample.generate_columns(k, seed, lo)
         t0 = time.perf_counter()
         frame, select = duck_frame(ids, cols)
+        frame["pid"] = np.arange(lo, lo + k, dtype=np.int32)
+        select = select.replace("profile_id", "profile_id, pid", 1)
         con.register("batch_frame", frame)
         con.execute(f"INSERT INTO profiles SELECT {select} FROM batch_frame")
         con.unregister("batch_frame")
@@ -378,6 +330,15 @@ class QueryReport:
     duck: Timing | None = None
     match: bool | None = None
     note: str = ""
+    error: str = ""
+
+
+def query_specs(names: set[str] | None, events: bool) -> list[tuple[str, str, str]]:
+    """(name, our SQL, DuckDB SQL) of the queries to run."""
+    specs = [(n, s, to_duckdb(s)) for n, s in QUERIES]
+    if events:
+        specs += ev.EVENT_QUERIES
+    return [q for q in specs if not names or q[0] in names]
 
 
 @dataclass
@@ -387,26 +348,49 @@ class Report:
     duck_load: LoadStats | None = None
     queries: list[QueryReport] = field(default_factory=list)
     loadavg: tuple[float, float] = (0.0, 0.0)   # 1-minute load average at start and end
+    events: ev.EventLoadStats | None = None
+    profiles: dict[str, str] = field(default_factory=dict)   # query name → cProfile top
+    duck_events: tuple[int, float] | None = None   # (events, seconds)
+
+    @property
+    def event_queries(self) -> list[QueryReport]:
+        return [q for q in self.queries if q.name in _EVENT_NAMES]
+
+    @property
+    def profile_queries(self) -> list[QueryReport]:
+        return [q for q in self.queries if q.name not in _EVENT_NAMES]
 
 
-def run_ours(store: Store, repeat: int, names: set[str] | None) -> list[QueryReport]:
+_EVENT_NAMES = {n for n, _, _ in ev.EVENT_QUERIES}
+
+
+def run_ours(store: Store, repeat: int, specs: list[tuple[str, str, str]]) -> list[QueryReport]:
     out = []
-    for name, sql in QUERIES:
-        if names and name not in names:
-            continue
-        rep = QueryReport(name, sql, to_duckdb(sql))
-        if is_select(sql):
-            rep.ours = time_it(lambda: store.query(sql).rows, repeat)
-        else:
-            rep.ours = time_it(lambda: store.count(sql), repeat)
-        print(f"  {name:<14} {rep.ours.median:9.2f} ms  → {show(rep.ours.result)}", file=sys.stderr)
+    for name, sql, duck_sql in specs:
+        rep = QueryReport(name, sql, duck_sql)
         out.append(rep)
+        try:
+            if is_select(sql):
+                rep.ours = time_it(lambda: store.query(sql).rows, repeat)
+            else:
+                rep.ours = time_it(lambda: store.count(sql), repeat)
+        except Exception as e:  # report and go on: one broken query must not hide the rest
+            rep.error = f"cdpcore: {type(e).__name__}: {e}"
+            print(f"!!! ERROR {name}: {rep.error}\n    ours: {sql}")
+            continue
+        print(f"  {name:<17} {rep.ours.median:9.2f} ms  → {show(rep.ours.result)}", file=sys.stderr)
     return out
 
 
 def run_duck(con, reports: list[QueryReport], repeat: int) -> None:
     for rep in reports:
-        rep.duck = time_it(lambda: con.execute(rep.duck_sql).fetchall(), repeat)
+        try:
+            rep.duck = time_it(lambda: con.execute(rep.duck_sql).fetchall(), repeat)
+        except Exception as e:
+            rep.error += f" duckdb: {type(e).__name__}: {e}"
+            print(f"!!! ERROR {rep.name} (DuckDB): {e}\n    duckdb: {rep.duck_sql}")
+            continue
+        print(f"  {rep.name:<17} {rep.duck.median:9.2f} ms  → {show(rep.duck.result)}", file=sys.stderr)
         if rep.ours is not None:
             rep.match, rep.note = compare(rep.sql, rep.ours.result, rep.duck.result)
             if not rep.match:
@@ -429,10 +413,25 @@ def print_report(rep: Report) -> None:
         dl = rep.duck_load
         print(f"DuckDB load (numpy scan + INSERT): {dl.seconds:.2f} s, {dl.rate:,.0f} profiles/s; "
               f"RSS +{dl.rss_growth / 2**20:,.0f} MiB = {dl.bytes_per_profile:.1f} B/profile")
-    head = f"{'query':<15}{'ours med':>10}{'ours p95':>10}{'duck med':>10}{'duck p95':>10}{'ours/duck':>10}  check"
+    if rep.profile_queries:
+        tot_o, tot_d = _print_table(rep.profile_queries)
+        _print_targets(rep, tot_o, tot_d)
+    if rep.events or rep.event_queries:
+        print(f"\nevents — {a['events_per_profile']:g} per profile requested")
+        if rep.events:
+            ev.print_event_load(rep.events, a["event_batch"], rep.duck_events, a["event_dict_ids"])
+        if rep.event_queries:
+            _print_table(rep.event_queries)
+        _print_checks("targets (issue 4)", ev.event_targets(rep.event_queries, rep.events))
+
+
+def _print_table(queries: list[QueryReport]) -> tuple[float, float]:
+    """Per-query medians, p95s, ratio and check; returns the totals of the medians."""
+    w = max(15, max(len(q.name) for q in queries) + 1)
+    head = f"{'query':<{w}}{'ours med':>10}{'ours p95':>10}{'duck med':>10}{'duck p95':>10}{'ours/duck':>10}  check"
     print("\n" + head + "\n" + "-" * len(head))
     tot_o = tot_d = 0.0
-    for q in rep.queries:
+    for q in queries:
         om = q.ours.median if q.ours else None
         dm = q.duck.median if q.duck else None
         tot_o += om or 0.0
@@ -441,13 +440,15 @@ def print_report(rep: Report) -> None:
         check = "" if q.match is None else ("ok" if q.match else "MISMATCH")
         if q.note:
             check += f" ({q.note})"
-        print(f"{q.name:<15}{_ms(om)}{_ms(q.ours.p95 if q.ours else None)}{_ms(dm)}"
+        if q.error:
+            check += " ERROR"
+        print(f"{q.name:<{w}}{_ms(om)}{_ms(q.ours.p95 if q.ours else None)}{_ms(dm)}"
               f"{_ms(q.duck.p95 if q.duck else None)}{ratio}  {check}")
     print("-" * len(head))
     ratio = f"{tot_o / tot_d:10.2f}" if tot_o and tot_d else f"{'':>10}"
-    print(f"{'total (medians)':<15}{_ms(tot_o or None)}{'':>10}{_ms(tot_d or None)}{'':>10}{ratio}")
+    print(f"{'total (medians)':<{w}}{_ms(tot_o or None)}{'':>10}{_ms(tot_d or None)}{'':>10}{ratio}")
     print("(times in ms)")
-    _print_targets(rep, tot_o, tot_d)
+    return tot_o, tot_d
 
 
 def _ms(v: float | None) -> str:
@@ -456,7 +457,7 @@ def _ms(v: float | None) -> str:
 
 def _print_targets(rep: Report, tot_o: float, tot_d: float) -> None:
     checks = []
-    qs = [q for q in rep.queries if q.ours]
+    qs = [q for q in rep.profile_queries if q.ours]
     if qs and all(q.duck for q in qs):
         slower = [q.name for q in qs if q.ours.median > q.duck.median]
         checks.append(("every query median ≤ DuckDB's", not slower,
@@ -473,8 +474,12 @@ def _print_targets(rep: Report, tot_o: float, tot_d: float) -> None:
         checks.append(("upsert_columns ≥ 1M profiles/s", rep.load.rate >= 1e6, f"{rep.load.rate:,.0f}/s"))
         checks.append(("memory ≤ 120 B/profile", rep.load.bytes_per_profile <= 120,
                        f"{rep.load.bytes_per_profile:.1f} B"))
+    _print_checks("targets (issue 2)", checks)
+
+
+def _print_checks(title: str, checks: list[tuple[str, bool, str]]) -> None:
     if checks:
-        print("\ntargets (issue 2):")
+        print(f"\n{title}:")
         for label, ok, detail in checks:
             print(f"  [{'pass' if ok else 'FAIL'}] {label}: {detail}")
 
@@ -520,13 +525,18 @@ def to_json(rep: Report) -> dict[str, Any]:
         "loadavg_1min": list(rep.loadavg),
         "load": load(rep.load),
         "duckdb_load": load(rep.duck_load),
+        "events": rep.events.as_json() if rep.events else None,
+        "event_query_profiles": rep.profiles,
+        "duckdb_events": {"events": rep.duck_events[0], "seconds": rep.duck_events[1]}
+        if rep.duck_events else None,
         "queries": [{"name": q.name, "sql": q.sql, "duckdb_sql": q.duck_sql,
                      "ours": timing(q.ours), "duckdb": timing(q.duck),
                      "ratio": (q.ours.median / q.duck.median) if q.ours and q.duck else None,
-                     "match": q.match, "note": q.note, "result": result(q.ours or q.duck)}
+                     "match": q.match, "note": q.note, "error": q.error,
+                     "result": result(q.ours or q.duck)}
                     for q in rep.queries],
-        "total_ms": {"ours": sum(q.ours.median for q in rep.queries if q.ours),
-                     "duckdb": sum(q.duck.median for q in rep.queries if q.duck)},
+        "total_ms": {"ours": sum(q.ours.median for q in rep.profile_queries if q.ours),
+                     "duckdb": sum(q.duck.median for q in rep.profile_queries if q.duck)},
     }
 
 
@@ -537,45 +547,65 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=2, help="in-process shards of the Store (2)")
     p.add_argument("--repeat", type=int, default=9, help="timed runs per query (9)")
     p.add_argument("--batch", type=int, default=1_000_000, help="profiles per load batch (1,000,000)")
+    p.add_argument("--events-per-profile", type=float, default=10.0,
+                   help="synthetic events per profile, on average (10; 0 = no events)")
+    p.add_argument("--event-batch", type=int, default=1_000_000,
+                   help="events per track_columns call (1,000,000)")
+    p.add_argument("--event-chunk", type=int, default=sample.EVENT_CHUNK,
+                   help=f"events generated at a time ({sample.EVENT_CHUNK:,})")
+    p.add_argument("--event-dict-ids", action="store_true",
+                   help="pass event ids dictionary-encoded (Categorical) instead of as strings")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2, help="DuckDB threads (2)")
     p.add_argument("--only", help="comma-separated query names to run")
     p.add_argument("--no-duckdb", action="store_true", help="skip DuckDB")
     p.add_argument("--no-ours", action="store_true", help="skip cdpcore (developing the DuckDB half)")
+    p.add_argument("--profile-events", action="store_true",
+                   help="after timing, cProfile each event query and print where its time goes")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     p.add_argument("--scale-from", metavar="JSON",
                    help="a smaller run's --json output: print how our times grew from it")
     a = p.parse_args(argv)
+    events = a.events_per_profile > 0
     names = set(a.only.split(",")) if a.only else None
-    if names and (unknown := names - {n for n, _ in QUERIES}):
+    known = {n for n, _ in QUERIES} | (_EVENT_NAMES if events else set())
+    if names and (unknown := names - known):
         p.error(f"unknown query names: {', '.join(sorted(unknown))}")
-    rep = Report({k: getattr(a, k) for k in ("profiles", "shards", "repeat", "batch", "seed", "threads")})
+    specs = query_specs(names, events)
+    rep = Report({k: getattr(a, k) for k in ("profiles", "shards", "repeat", "batch", "seed", "threads",
+                                             "events_per_profile", "event_batch", "event_chunk",
+                                             "event_dict_ids")})
 
     load_start = os.getloadavg()[0]
-    reports: list[QueryReport] = []
     store = None
     if not a.no_ours:
-        print(f"cdpcore: loading {a.profiles:,} profiles into Store(shards={a.shards})…", file=sys.stderr)
-        warm_up(a.shards)
-        store = make_store(a.shards)
-        rep.load = load_store(store, a.profiles, a.batch, a.seed)
-        print(f"  {rep.load.rate:,.0f} profiles/s, {rep.load.bytes_per_profile:.1f} B/profile; "
-              f"running {len(names or QUERIES)} queries × {a.repeat}…", file=sys.stderr)
-        reports = run_ours(store, a.repeat, names)
+        store = load_ours(a, rep)
+        print(f"running {len(specs)} queries × {a.repeat}…", file=sys.stderr)
+        reports = run_ours(store, a.repeat, specs)
+        if a.profile_events and events:
+            rep.profiles = ev.profile_queries(store, [(n, s) for n, s, _ in specs if n in _EVENT_NAMES])
     else:
-        reports = [QueryReport(n, s, to_duckdb(s)) for n, s in QUERIES if not names or n in names]
+        reports = [QueryReport(*q) for q in specs]
 
     if not a.no_duckdb:
         print(f"DuckDB: loading {a.profiles:,} profiles…", file=sys.stderr)
-        con = duck_connect(a.threads)
+        con = duck_connect(a.threads, events)
         rep.duck_load = load_duck(con, a.profiles, a.batch, a.seed)
-        print(f"  {rep.duck_load.rate:,.0f} profiles/s; running queries…", file=sys.stderr)
+        print(f"  {rep.duck_load.rate:,.0f} profiles/s", file=sys.stderr)
+        if events:
+            rep.duck_events = ev.load_duck_events(con, a.profiles, a.events_per_profile, a.seed,
+                                                  a.event_chunk)
+            print(f"  {rep.duck_events[0]:,} events, {rep.duck_events[0] / rep.duck_events[1]:,.0f}/s",
+                  file=sys.stderr)
+        print("  running queries…", file=sys.stderr)
         run_duck(con, reports, a.repeat)
         con.close()
 
     rep.queries = reports
     rep.loadavg = (load_start, os.getloadavg()[0])
     print_report(rep)
+    for name, text in rep.profiles.items():
+        print(f"\nprofile of {name}: {text}")
     if a.scale_from:
         print_scaling(rep, json.loads(Path(a.scale_from).read_text()))
     if a.json:
@@ -584,7 +614,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {a.json}")
     if store is not None:
         store.close()
-    return 1 if any(q.match is False for q in reports) else 0
+    return 1 if any(q.match is False or q.error for q in reports) else 0
+
+
+def load_ours(a: argparse.Namespace, rep: Report) -> Store:
+    """A Store loaded with the profiles (and events) of the run; fills rep.load / rep.events."""
+    print(f"cdpcore: loading {a.profiles:,} profiles into Store(shards={a.shards})…", file=sys.stderr)
+    warm_up(a.shards)
+    store = make_store(a.shards)
+    rep.load = load_store(store, a.profiles, a.batch, a.seed)
+    print(f"  {rep.load.rate:,.0f} profiles/s, {rep.load.bytes_per_profile:.1f} B/profile", file=sys.stderr)
+    if a.events_per_profile > 0:
+        print(f"cdpcore: tracking ~{a.events_per_profile:g} events per profile…", file=sys.stderr)
+        rep.events = ev.load_events(store, a.profiles, a.events_per_profile, a.seed, a.event_batch,
+                                    a.event_chunk, measure_rss, dict_ids=a.event_dict_ids)
+        held = f"{rep.events.held:,} held" if rep.events.held is not None else "size not exposed"
+        print(f"  {rep.events.rate:,.0f} events/s; {held}", file=sys.stderr)
+        if rep.events.held is not None and rep.events.held != rep.events.events:
+            print(f"!!! event store holds {rep.events.held:,} events, {rep.events.events:,} were tracked")
+    return store
 
 
 if __name__ == "__main__":

@@ -558,13 +558,16 @@ def iter_event_arrays(n_profiles: int, events_per_profile: float = 10, seed: int
         yield _event_slice(act, seed, k, slices)
 
 
-def _event_dict(raw: dict[str, Any], n_profiles: int, ids: Any) -> dict[str, Any]:
-    """Raw arrays → the `generate_events` form."""
+def _event_dict(raw: dict[str, Any], n_profiles: int, ids: Any, dict_ids: bool = False) -> dict[str, Any]:
+    """Raw arrays → the `generate_events` form (ids dictionary-encoded if `dict_ids`)."""
+    numbers, codes = raw["profile"], None
+    if dict_ids:
+        numbers, codes = np.unique(raw["profile"], return_inverse=True)
     if ids is None:
-        id_list = _format_ids(raw["profile"], _id_width(n_profiles))
+        id_list = _format_ids(numbers, _id_width(n_profiles))
     else:
-        id_list = ids[raw["profile"]].tolist()
-    return {"ids": id_list,
+        id_list = ids[numbers].tolist()
+    return {"ids": id_list if codes is None else Categorical(codes.astype(np.int32), id_list),
             "types": Categorical(raw["type"].astype(np.int32), EVENT_TYPES),
             "ts": raw["ts"],
             "properties": {"amount": raw["amount"],
@@ -582,18 +585,21 @@ def _id_array(n_profiles: int, ids: Any) -> np.ndarray | None:
 
 
 def iter_events(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
-                chunk: int = EVENT_CHUNK, ids: Any = None) -> Iterator[dict[str, Any]]:
+                chunk: int = EVENT_CHUNK, ids: Any = None,
+                dict_ids: bool = False) -> Iterator[dict[str, Any]]:
     """Synthetic events of profiles 0 .. n_profiles - 1, about `chunk` per dict yielded.
 
     Each dict is `{"ids", "types", "ts", "properties": {"amount", "category"}}`, the
     arguments of `Store.track_columns` (`store.track_columns(**ev)`). Event ids are the
     profiles' ids from `make_ids(n_profiles)`, or `ids[i]` for profile i when `ids` (a
-    sequence of n_profiles ids) is given. The data depend on (n_profiles,
+    sequence of n_profiles ids) is given; with `dict_ids`, `ids` is a `Categorical` over
+    the distinct ids of the dict (the dictionary-encoded form track_columns and the
+    wire accept: each id hashed once). The data depend on (n_profiles,
     events_per_profile, seed, chunk); see the model notes above `EVENT_TYPES`.
     """
     id_arr = _id_array(n_profiles, ids)
     for raw in iter_event_arrays(n_profiles, events_per_profile, seed, chunk):
-        yield _event_dict(raw, n_profiles, id_arr)
+        yield _event_dict(raw, n_profiles, id_arr, dict_ids)
 
 
 def _concat_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -611,12 +617,12 @@ def _empty_raw() -> dict[str, Any]:
 
 
 def generate_events(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
-                    ids: Any = None) -> dict[str, Any]:
+                    ids: Any = None, dict_ids: bool = False) -> dict[str, Any]:
     """All the events of `iter_events(n_profiles, events_per_profile, seed)` in one dict
     (about n_profiles * events_per_profile events: for tens of millions, iterate)."""
     id_arr = _id_array(n_profiles, ids)
     parts = list(iter_event_arrays(n_profiles, events_per_profile, seed)) or [_empty_raw()]
-    return _event_dict(_concat_raw(parts), n_profiles, id_arr)
+    return _event_dict(_concat_raw(parts), n_profiles, id_arr, dict_ids)
 
 
 def slice_events(ev: dict[str, Any], a: int, b: int) -> dict[str, Any]:
@@ -624,17 +630,18 @@ def slice_events(ev: dict[str, Any], a: int, b: int) -> dict[str, Any]:
     def cut(col: Any) -> Any:
         return Categorical(col.codes[a:b], col.categories) if isinstance(col, Categorical) else col[a:b]
 
-    return {"ids": ev["ids"][a:b], "types": cut(ev["types"]), "ts": ev["ts"][a:b],
+    return {"ids": cut(ev["ids"]), "types": cut(ev["types"]), "ts": ev["ts"][a:b],
             "properties": {k: cut(v) for k, v in ev["properties"].items()}}
 
 
 def event_batches(n_profiles: int, events_per_profile: float = 10, seed: int = 0,
-                  batch_size: int = 1_000_000, ids: Any = None,
-                  chunk: int = EVENT_CHUNK) -> Iterator[dict[str, Any]]:
+                  batch_size: int = 1_000_000, ids: Any = None, chunk: int = EVENT_CHUNK,
+                  dict_ids: bool = False) -> Iterator[dict[str, Any]]:
     """The events of `iter_events` in dicts of at most `batch_size` (for progress bars
-    and for bounded `track_columns` calls); ids are formatted batch by batch."""
+    and for bounded `track_columns` calls); ids are formatted (or dictionary-encoded,
+    with `dict_ids`: one dictionary per batch) batch by batch."""
     id_arr = _id_array(n_profiles, ids)
     for raw in iter_event_arrays(n_profiles, events_per_profile, seed, chunk):
         for lo in range(0, len(raw["profile"]), batch_size):
             part = {k: v[lo:lo + batch_size] for k, v in raw.items()}
-            yield _event_dict(part, n_profiles, id_arr)
+            yield _event_dict(part, n_profiles, id_arr, dict_ids)

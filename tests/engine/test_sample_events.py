@@ -174,3 +174,14 @@ def test_store_tracks_them_and_answers_match_numpy():
 
 def test_ref_now_is_the_profiles_ref_now():
     assert sample.REF_NOW == dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
+
+def test_dictionary_encoded_ids_name_the_same_profiles(ev):
+    enc = sample.generate_events(N, PER, seed=SEED, dict_ids=True)
+    ids = enc["ids"]
+    assert isinstance(ids, Categorical) and len(set(ids.categories)) == len(ids.categories)
+    assert np.array(ids.categories, dtype=object)[ids.codes].tolist() == ev["ids"]
+    batches = list(sample.event_batches(N, PER, SEED, batch_size=4_000, dict_ids=True))
+    assert all(isinstance(b["ids"], Categorical) and len(b["ids"]) <= 4_000 for b in batches)
+    part = sample.slice_events(enc, 10, 20)
+    assert np.array(part["ids"].categories, dtype=object)[part["ids"].codes].tolist() == ev["ids"][10:20]
