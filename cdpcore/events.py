@@ -41,6 +41,7 @@ class Chunk:
     rows: np.ndarray
     ts: np.ndarray
     props: dict[str, np.ndarray] = field(default_factory=dict)
+    complete: frozenset[str] = frozenset()  # properties present on every event (sealed chunks)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -73,6 +74,14 @@ def _narrow(codes: np.ndarray, n_values: int) -> np.ndarray:
     """Codes in the narrowest int dtype that holds -1 .. n_values."""
     width = next(w for w in INT_WIDTHS if np.iinfo(w).max >= n_values)
     return codes.astype(width, copy=False)
+
+
+def _completed(chunk: Chunk) -> Chunk:
+    """The chunk with `complete` set, so queries skip absent-value checks where none are."""
+    chunk.complete = frozenset(
+        name for name, v in chunk.props.items()
+        if not (np.isnan(v).any() if v.dtype.kind == "f" else (v < 0).any()))
+    return chunk
 
 
 def _absent(kind: FieldType, n: int) -> np.ndarray:
@@ -136,7 +145,7 @@ class EventLog:
             return
         tail = _concat(self._tail, self.kinds)
         self._tail, self._tail_len = [], 0
-        self.chunks.append(tail.take(np.argsort(tail.ts, kind="stable")))
+        self.chunks.append(_completed(tail.take(np.argsort(tail.ts, kind="stable"))))
         while len(self.chunks) > 1:
             a, b = self.chunks[-2], self.chunks[-1]
             if len(b) * MERGE_RATIO < len(a) or len(a) + len(b) > MAX_CHUNK:
@@ -152,7 +161,7 @@ class EventLog:
         for name, codes in merged.props.items():
             if codes.dtype.kind == "i":
                 merged.props[name] = _narrow(codes, len(self.dictionaries[name]))
-        return merged
+        return _completed(merged)
 
     def sealed(self, alive: np.ndarray | None = None) -> list[Chunk]:
         """The chunks, with the tail sealed first, so every event is in a sorted chunk."""

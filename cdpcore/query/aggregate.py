@@ -136,11 +136,12 @@ def _groups(shard: "Shard", select: Select, rs: RowSet, ev: Evaluator) -> dict[t
 
 
 def _count_by_value(col: StringColumn, rs: RowSet) -> dict[Any, int]:
-    """count(*) per value of one string field straight from its bitmaps: no per-row
-    keys, no bincount (the common 'top countries in a segment' question)."""
+    """count(*) per value of one string field (the common 'top countries in a segment'
+    question): bitmap selections intersect the value bitmaps; mask selections count the
+    selected rows' codes (2x cheaper than testing the mask per value bitmap)."""
     if rs.has_mask and not rs.has_bitmap:
-        mask = rs.mask()
-        counts = [int(np.count_nonzero(mask[rows_of(bm)])) for bm in col.index.bitmaps]
+        codes = col.codes[rs.rows()].astype(np.int64) + 1
+        counts = np.bincount(codes, minlength=len(col.dictionary) + 1)[1:].tolist()
     else:
         sel = rs.bitmap()
         counts = [bm.intersection_cardinality(sel) for bm in col.index.bitmaps]

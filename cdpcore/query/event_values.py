@@ -38,18 +38,42 @@ def value_arrays(shard: "Shard", ev: EventValue) -> tuple[np.ndarray, np.ndarray
     rows, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count")
     if ev.func == "count":
         return np.bincount(rows, minlength=n), alive
-    counts = np.bincount(rows, minlength=n)
-    present = alive & (counts > 0)
-    if ev.func in ("sum", "avg"):
+    if ev.func == "avg":
+        counts = np.bincount(rows, minlength=n)
         sums = np.bincount(rows, weights=vals, minlength=n)
-        return (sums if ev.func == "sum" else sums / np.maximum(counts, 1)), present
+        return sums / np.maximum(counts, 1), alive & (counts > 0)
+    if ev.func == "sum":
+        seen = np.zeros(n, dtype=bool)
+        seen[rows] = True  # a bool scatter: 3x cheaper than counting
+        return np.bincount(rows, weights=vals, minlength=n), alive & seen
     ufunc, reads_ts = _EXTREME[ev.func]
-    if reads_ts:
-        out = np.full(n, INT64_MAX if ufunc is np.minimum else INT64_MIN, dtype=np.int64)
+    if reads_ts:  # no real ts is INT64_MIN/MAX, no real property ±inf: the fill marks "none"
+        fill = INT64_MAX if ufunc is np.minimum else INT64_MIN
+        out = np.full(n, fill, dtype=np.int64)
     else:
-        out = np.full(n, np.inf if ufunc is np.minimum else -np.inf)
+        fill = np.inf if ufunc is np.minimum else -np.inf
+        out = np.full(n, fill)
     ufunc.at(out, rows, vals)
-    return out, present
+    return out, alive & (out != fill)
+
+
+def sum_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
+    """`event_sum(...) > c` (c >= 0) or `>= c` (c > 0): a profile without events has
+    sum 0 there, which fails the test anyway, so presence need not be computed."""
+    ev, op, value = p.field, p.op, p.value
+    if ev.func != "sum" or isinstance(value, bool) or not (
+            (op == ">" and value >= 0) or (op == ">=" and value > 0)):
+        return None
+    rows, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=True)
+    sums = np.bincount(rows, weights=vals, minlength=shard.n_rows)
+    return compare_values(op, value, sums, shard.index.alive[:shard.n_rows])
+
+
+def shortcut_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
+    """The rows satisfying `p` without the general (values, presence) arrays, when it
+    is an existence test in disguise or a sum test that needs no presence; else None."""
+    found = existence_mask(shard, p)
+    return found if found is not None else sum_mask(shard, p)
 
 
 def existence_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
@@ -113,8 +137,9 @@ def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int
                     if stored is None:
                         continue  # no event in this chunk has the property
                     vals = stored[sl]
-                    known = ~np.isnan(vals)
-                    keep = known if keep is None else keep & known
+                    if ev.prop not in chunk.complete:
+                        known = ~np.isnan(vals)
+                        keep = known if keep is None else keep & known
             rows = chunk.rows[sl]
             if keep is not None:
                 rows = rows[keep]

@@ -90,7 +90,7 @@ class Evaluator:
 
     def _event_leaf(self, p: Compare | InSet | IsNull) -> RowSet:
         if isinstance(p, Compare):
-            mask = event_values.existence_mask(self.shard, p)
+            mask = event_values.shortcut_mask(self.shard, p)
             if mask is not None:
                 return RowSet(self.n, mask=mask)
         vals, present = self.event_arrays(p.field)
