@@ -202,19 +202,27 @@ def _coerce(fld: Field, col: Any, rejections: Rejections) -> FieldBatch:
 
 
 def _infer(schema: Schema, name: Any, col: Any, rejections: Rejections) -> Field | None:
+    """The new field of a column; a bad name rejects every record naming it, values no
+    type can be inferred from reject only the records giving such a value."""
+    label = name if isinstance(name, str) else repr(name)
+    try:
+        schema.check_new_name(name)
+    except SchemaError as e:
+        for i in _naming(col, len(rejections.bad), nulls=True):
+            rejections.reject(i, label, str(e))
+        return None
     try:
         return schema.infer(name, _inference_sample(col, rejections.bad))
     except SchemaError as e:
-        label = name if isinstance(name, str) else repr(name)
-        for i in _naming(col, len(rejections.bad)):
+        for i in _naming(col, len(rejections.bad), nulls=False):
             rejections.reject(i, label, str(e))
         return None
 
 
-def _naming(col: Any, n: int) -> Iterable[int]:
-    """Records that name the field of this column."""
+def _naming(col: Any, n: int, nulls: bool) -> Iterable[int]:
+    """Records that name the field of this column (with a value, unless `nulls`)."""
     if isinstance(col, list):
-        return [i for i, v in enumerate(col) if v is not MISSING]
+        return [i for i, v in enumerate(col) if v is not MISSING and (nulls or v is not None)]
     return range(n)
 
 

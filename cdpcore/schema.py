@@ -132,6 +132,12 @@ class Schema:
                 self._fields[f.name] = f
         return added
 
+    def check_new_name(self, name: Any) -> None:
+        """SchemaError unless a field named `name` may be added (valid name, not strict)."""
+        if self.strict:
+            raise SchemaError(f"unknown field {name!r} (strict schema)", name if isinstance(name, str) else None)
+        check_name(name)
+
     def infer(self, name: Any, sample: Iterable[Any]) -> Field | None:
         """The field `name` would be from the first non-null value in `sample`.
 
@@ -139,9 +145,7 @@ class Schema:
         that gives them a value is accepted. Returns None when every value is null.
         Raises SchemaError for a bad name, an uninferable value, or (strict) any unknown field.
         """
-        if self.strict:
-            raise SchemaError(f"unknown field {name!r} (strict schema)", name if isinstance(name, str) else None)
-        check_name(name)
+        self.check_new_name(name)
         for value in sample:
             ftype = infer_type(value)
             if ftype is not None:

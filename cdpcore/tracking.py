@@ -20,7 +20,7 @@ from .arrays import used_codes
 from .coerce import MISSING, FieldBatch, coerce
 from .errors import BatchError, SchemaError
 from .ingest import PreparedBatch, Rejections
-from .schema import ID_FIELD, Field, FieldType, Schema, parse_type
+from .schema import ID_FIELD, Field, FieldType, Schema, infer_type, parse_type
 
 TYPE_FIELD = "type"
 TS_FIELD = "ts"
@@ -38,16 +38,27 @@ class PropertySchema(Schema):
             _check_property(name, parse_type(ftype, name))
         return super().declare(spec)
 
-    def infer(self, name: Any, sample: Iterable[Any]) -> Field | None:
+    def check_new_name(self, name: Any) -> None:
         if name in RESERVED:
             raise SchemaError(f"{name!r} is reserved in events, not a property", name)
-        found = super().infer(name, sample)
-        if found is None or found.type in PROPERTY_TYPES:
-            return found
-        if found.type is FieldType.INT:
-            return Field(found.name, FieldType.FLOAT)
-        raise SchemaError(f"property {name!r}: values must be numbers or strings, "
-                          f"got {found.type.value}", name)
+        super().check_new_name(name)
+
+    def infer(self, name: Any, sample: Iterable[Any]) -> Field | None:
+        """float for the first number, string for the first string; other values are
+        rejected record by record when the batch is coerced to the inferred type."""
+        self.check_new_name(name)
+        sample = [v for v in sample if v is not None]
+        for value in sample:
+            ftype = infer_type(value)
+            if ftype in (FieldType.INT, FieldType.FLOAT):
+                return Field(name, FieldType.FLOAT)
+            if ftype is FieldType.STRING:
+                return Field(name, FieldType.STRING)
+        if not sample:
+            return None
+        got = infer_type(sample[0])
+        raise SchemaError(f"property {name!r}: values must be numbers or strings, got "
+                          f"{got.value if got else type(sample[0]).__name__}", name)
 
 
 def _check_property(name: Any, ftype: FieldType) -> None:

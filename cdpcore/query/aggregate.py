@@ -55,7 +55,7 @@ def _agg_all(shard: "Shard", agg: Agg, rs: RowSet, gathered: dict[str, np.ndarra
         return rs.count()
     if isinstance(agg.field, EventValue):
         vals, present = ev.event_arrays(agg.field)
-        return _reduce_values(agg.func, vals, rs.mask() & present, 1)
+        return _reduce_values(agg.func, vals[rs.mask() & present], None, 1)  # fills are ±inf
     col = shard.column_for(agg.field)
     if col is None:
         return empty_state(agg)

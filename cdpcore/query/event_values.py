@@ -34,27 +34,47 @@ def value_arrays(shard: "Shard", ev: EventValue) -> tuple[np.ndarray, np.ndarray
     """(values, present) over the shard's rows; present ⊆ live rows. Counts are int64,
     sums/avg/min/max float64, first/last seen int64 µs."""
     n = shard.n_rows
-    alive = shard.index.alive[:n]
     rows, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count")
-    if ev.func == "count":
-        return np.bincount(rows, minlength=n), alive
-    if ev.func == "avg":
-        counts = np.bincount(rows, minlength=n)
-        sums = np.bincount(rows, weights=vals, minlength=n)
-        return sums / np.maximum(counts, 1), alive & (counts > 0)
-    if ev.func == "sum":
-        seen = np.zeros(n, dtype=bool)
-        seen[rows] = True  # a bool scatter: 3x cheaper than counting
-        return np.bincount(rows, weights=vals, minlength=n), alive & seen
-    ufunc, reads_ts = _EXTREME[ev.func]
+    values, has = _per_slot(ev.func, rows, vals, n)
+    alive = shard.index.alive[:n]
+    return values, alive if has is None else alive & has
+
+
+def values_for_rows(shard: "Shard", ev: EventValue, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`value_arrays` for the sorted distinct `rows` only: each window slice is filtered
+    to those rows before reducing (how a write batch's rows are re-checked cheaply)."""
+    wanted = np.zeros(shard.n_rows, dtype=bool)
+    wanted[rows] = True
+    hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
+                               restrict=wanted)
+    values, has = _per_slot(ev.func, np.searchsorted(rows, hit), vals, len(rows))
+    alive = shard.index.alive[rows]
+    return values, alive if has is None else alive & has
+
+
+def _per_slot(func: str, slots: np.ndarray, vals: np.ndarray | None, k: int
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reduce the matching events into k slots: (values, slot has events or None when
+    the value is never null)."""
+    if func == "count":
+        return np.bincount(slots, minlength=k), None
+    if func == "avg":
+        counts = np.bincount(slots, minlength=k)
+        sums = np.bincount(slots, weights=vals, minlength=k)
+        return sums / np.maximum(counts, 1), counts > 0
+    if func == "sum":
+        seen = np.zeros(k, dtype=bool)
+        seen[slots] = True  # a bool scatter: 3x cheaper than counting
+        return np.bincount(slots, weights=vals, minlength=k), seen
+    ufunc, reads_ts = _EXTREME[func]
     if reads_ts:  # no real ts is INT64_MIN/MAX, no real property ±inf: the fill marks "none"
         fill = INT64_MAX if ufunc is np.minimum else INT64_MIN
-        out = np.full(n, fill, dtype=np.int64)
+        out = np.full(k, fill, dtype=np.int64)
     else:
         fill = np.inf if ufunc is np.minimum else -np.inf
-        out = np.full(n, fill)
-    ufunc.at(out, rows, vals)
-    return out, alive & (out != fill)
+        out = np.full(k, fill)
+    ufunc.at(out, slots, vals)
+    return out, out != fill
 
 
 def sum_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
@@ -121,8 +141,10 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
 
 
 def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int | None,
-                   want_values: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Rows (and the reduced-over values) of the events matching `ev` in [since, until]."""
+                   want_values: bool, restrict: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows (and the reduced-over values) of the events matching `ev` in [since, until],
+    only of rows where `restrict` (a mask over the shard's rows) is set when given."""
     log = shard.events.log(ev.type)
     rows_parts: list[np.ndarray] = []
     value_parts: list[np.ndarray] = []
@@ -141,6 +163,9 @@ def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int
                         known = ~np.isnan(vals)
                         keep = known if keep is None else keep & known
             rows = chunk.rows[sl]
+            if restrict is not None:
+                wanted = restrict[rows]
+                keep = wanted if keep is None else keep & wanted
             if keep is not None:
                 rows = rows[keep]
                 vals = vals[keep] if vals is not None else None

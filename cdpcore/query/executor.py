@@ -32,6 +32,9 @@ MASK_FILTER_FRACTION = 1 / 256
 # Event leaves are ordered after attribute tests: their cost is a pass over a window's
 # events whatever their selectivity, so cheap attribute tests go first.
 _EVENT_ESTIMATE = 0.9
+# Candidates fewer than n / this are checked against window slices filtered to them
+# (a gather per event in the window) instead of per-row arrays over the whole shard.
+RESTRICTED_EVENT_FRACTION = 8
 _SAMPLE = 512       # rows sampled to estimate a numeric predicate's selectivity
 
 
@@ -99,6 +102,20 @@ class Evaluator:
         if isinstance(p, Compare):
             return RowSet(self.n, mask=compare_values(p.op, p.value, vals, present))
         return RowSet(self.n, mask=inset_values(p, vals, present))
+
+    def _filter_event_leaf(self, p: Compare | InSet | IsNull, rows: np.ndarray) -> np.ndarray:
+        """An event leaf on candidate rows: from the full arrays when this query has them
+        (or the candidates are many), else from the window slices filtered to the rows."""
+        if p.field in self._event_cache or len(rows) * RESTRICTED_EVENT_FRACTION > self.n:
+            vals, present = self.event_arrays(p.field)
+            vals, present = vals[rows], present[rows]
+        else:
+            vals, present = event_values.values_for_rows(self.shard, p.field, rows)
+        if isinstance(p, IsNull):
+            return present if p.negated else self.shard.index.alive[rows] & ~present
+        if isinstance(p, Compare):
+            return compare_values(p.op, p.value, vals, present)
+        return inset_values(p, vals, present)
 
     def _compare(self, p: Compare) -> RowSet:
         if isinstance(p.field, EventValue):
@@ -249,7 +266,7 @@ class Evaluator:
         if isinstance(p, Const):
             return np.full(len(rows), p.value, dtype=bool)
         if isinstance(getattr(p, "field", None), EventValue):
-            return self.evaluate(p).contains(rows)
+            return self._filter_event_leaf(p, rows)
         col = None if p.field == ID_FIELD else self.shard.column_for(p.field)
         if isinstance(col, NumericColumn) and isinstance(p, (Compare, InSet)):
             vals, present = col.values[rows], col.present[rows]
