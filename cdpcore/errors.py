@@ -95,3 +95,16 @@ class Unavailable(CdpError):
 class FailedPrecondition(CdpError):
     """The request is valid but the target is not in a state to take it (e.g. a shard
     asked for a slot it does not own: the caller should refresh its slot map)."""
+
+
+class AlreadyExists(CdpError):
+    """Creating something whose name is taken (a saved segment)."""
+
+
+class SegmentNotFound(NotFound):
+    """A saved segment name that does not exist."""
+
+
+class ChangesLost(CdpError):
+    """A segment watcher asked for changes older than the retained change log (it fell
+    behind or reconnected too late): it must re-read the membership and start over."""

@@ -15,9 +15,12 @@ import numpy as np
 from .arrays import distinct, last_occurrence
 from .coerce import FieldBatch
 from .events import EventStore
+from .membership import ChangeLog, Memberships
+from .tracking import accepted_types
 from .column import NumericColumn, StringColumn, TagSetColumn, make_column
 from .ids import EncodedIds, RowIdIndex
 from .schema import ID_FIELD, Field, FieldType, Schema
+from .segments import SegmentDef
 from .timestamps import to_datetime
 
 Column = NumericColumn | StringColumn | TagSetColumn
@@ -27,12 +30,13 @@ T = TypeVar("T")
 class Shard:
     """One partition of a store. Safe for concurrent use."""
 
-    def __init__(self, schema: Schema, shard_id: int = 0) -> None:
+    def __init__(self, schema: Schema, shard_id: int = 0, log: ChangeLog | None = None) -> None:
         self.shard_id = shard_id
         self.schema = schema
         self.index = RowIdIndex()
         self.columns: dict[str, Column] = {}
         self.events = EventStore()
+        self.segments = Memberships(log)
         self._capacity = 0
         self._lock = threading.RLock()
 
@@ -84,26 +88,32 @@ class Shard:
         """Apply valid records. ids are the batch's distinct ids for this shard;
         rec_uid[i] is record i's position in ids; batches are aligned with records."""
         with self._lock:
-            rows = self._unlocked_rows(ids)[rec_uid]
+            rows_u, created = self._unlocked_rows(ids)
+            rows = rows_u[rec_uid]
             has_dups = len(rec_uid) > len(ids)
             for batch in batches:
                 self._unlocked_write(batch, rows, has_dups)
+            written = frozenset(b.field.name for b in batches if b.named.any())
+            self.segments.after_write(self, np.sort(rows_u), created, written, frozenset())
 
     def track(self, ids: EncodedIds, rec_uid: np.ndarray, batches: list[FieldBatch]) -> None:
         """Append valid events (see `tracking.prepare_events` for the batches); an event
         for an unknown profile creates the profile."""
         with self._lock:
-            rows = self._unlocked_rows(ids)[rec_uid]
-            self.events.append(rows, batches, self.alive_or_none())
+            rows_u, created = self._unlocked_rows(ids)
+            self.events.append(rows_u[rec_uid], batches, self.alive_or_none())
+            types = frozenset(accepted_types(batches[0]))
+            self.segments.after_write(self, np.sort(rows_u), created, frozenset(), types)
 
-    def _unlocked_rows(self, ids: EncodedIds) -> np.ndarray:
-        """The rows of distinct ids, creating rows for new ones."""
+    def _unlocked_rows(self, ids: EncodedIds) -> tuple[np.ndarray, np.ndarray]:
+        """(the rows of distinct ids, creating rows for new ones; the new rows, sorted)."""
         rows = self.index.lookup(ids)
         new = np.flatnonzero(rows < 0)
-        if new.size:
-            rows[new] = self.index.insert(ids if new.size == len(ids) else ids.take(new))
-            self._unlocked_ensure_capacity()
-        return rows
+        if not new.size:
+            return rows, new
+        rows[new] = self.index.insert(ids if new.size == len(ids) else ids.take(new))
+        self._unlocked_ensure_capacity()
+        return rows, np.sort(rows[new])
 
     def delete(self, ids: EncodedIds) -> np.ndarray:
         """Delete the given ids; returns a bool per id: was it found."""
@@ -111,6 +121,7 @@ class Shard:
             rows = self.index.lookup(ids)
             found = rows >= 0
             gone = distinct(rows[found])
+            self.segments.after_delete(self, gone)
             for col in self.columns.values():
                 col.clear(gone)
             self.index.delete(gone)
@@ -150,6 +161,20 @@ class Shard:
             col.write(rows, batch.null, pair_rows[keep], tags.codes[keep], list(tags.categories))
         else:
             col.write(rows, batch.values, batch.null)
+
+    # ---- saved segments --------------------------------------------------------------
+    def define_segment(self, defn: SegmentDef, now_us: int) -> int:
+        """Add a segment (computing its members); returns its size here."""
+        with self._lock:
+            return self.segments.define(self, defn, now_us)
+
+    def refresh_segment(self, defn: SegmentDef, now_us: int) -> None:
+        with self._lock:
+            self.segments.refresh(self, defn, now_us)
+
+    def drop_segment(self, name: str) -> None:
+        with self._lock:
+            self.segments.drop(name)
 
     # ---- output helpers (caller holds the lock via `read`) ---------------------------
     def values_of(self, name: str, rows: np.ndarray) -> list[Any]:

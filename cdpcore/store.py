@@ -7,10 +7,11 @@ the router uses, so answers do not depend on the number of shards.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -21,6 +22,10 @@ from .query import aggregate, reduce as rd
 from .query import compile_select, compile_where, event_warnings
 from .schema import Field, FieldType, Schema
 from .shard import Shard
+from .bitmap_index import rows_of
+from .errors import QueryError
+from .membership import DEFAULT_RETAINED, ChangeLog, ExportBatch, SegmentWatch, export_rows
+from .segments import DEFAULT_REFRESH_S, Refresher, SegmentCatalog, SegmentInfo
 from .slots import SlotMap
 
 
@@ -50,19 +55,30 @@ class Store:
     """An in-memory profile store of `shards` partitions. Safe for concurrent use."""
 
     def __init__(self, shards: int = 4, *, strict: bool = False,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 segment_refresh_s: float | None = DEFAULT_REFRESH_S,
+                 retained_changes: int = DEFAULT_RETAINED) -> None:
+        """`segment_refresh_s`: how often time-dependent segments are re-evaluated in the
+        background (None: only when `refresh_segments` is called); `retained_changes`:
+        segment changes kept per segment and shard for watchers."""
         self.schema = Schema(strict=strict)
         self.event_schema = tracking.EventSchema()
+        self.segment_catalog = SegmentCatalog()
         self.slot_map = SlotMap.even(shards)
-        self.shards = [Shard(self.schema, i) for i in range(shards)]
+        self._changes = threading.Condition()
+        self.shards = [Shard(self.schema, i, ChangeLog(retained_changes, self._changes))
+                       for i in range(shards)]
         self._clock = clock or time.time
         self._pool = ThreadPoolExecutor(max_workers=shards, thread_name_prefix="cdp-shard") \
             if shards > 1 else None
+        self._ddl = threading.Lock()  # segment create/delete/refresh, one at a time
+        self._refresher = Refresher(self.refresh_segments, segment_refresh_s)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.shards)
 
     def close(self) -> None:
+        self._refresher.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -147,16 +163,80 @@ class Store:
 
     def count(self, where: str = "") -> int:
         """Number of profiles matching a WHERE condition ('' matches all)."""
-        pred = compile_where(where, self.schema, self.now_us(), self.event_schema)
+        pred = compile_where(where, self.schema, self.now_us(), self.event_schema,
+                             self.segment_catalog.names())
         return sum(self._map(lambda s: s.read(lambda sh: aggregate.count_where(sh, pred)), self.shards))
 
     def query(self, sql: str) -> QueryResult:
         """Run a SELECT over `profiles`."""
-        select = compile_select(sql, self.schema, self.now_us(), self.event_schema)
+        select = compile_select(sql, self.schema, self.now_us(), self.event_schema,
+                                self.segment_catalog.names())
         partials = self._map(lambda s: s.read(lambda sh: aggregate.run_select(sh, select)), self.shards)
         merged = rd.merge_all(select, partials)
         return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema),
                            event_warnings(select, self.event_schema))
+
+    # ---- saved segments ---------------------------------------------------------------
+    def create_segment(self, name: str, where: str) -> SegmentInfo:
+        """Save a segment: its membership is computed now and kept current by every write."""
+        with self._ddl:
+            now = self.now_us()
+            defn = self.segment_catalog.define(name, where, self._compile_segment, now)
+            self._map(lambda s: s.define_segment(defn, now), self.shards)
+            self.segment_catalog.add(defn)
+        if defn.time_dependent:
+            self._refresher.start()
+        return self.get_segment(name)
+
+    def get_segment(self, name: str) -> SegmentInfo:
+        defn = self.segment_catalog.get(name)
+        size = sum(s.read(lambda sh: len(sh.segments.members(name))) for s in self.shards)
+        return SegmentInfo.of(defn, size)
+
+    def list_segments(self) -> list[SegmentInfo]:
+        return [self.get_segment(d.name) for d in self.segment_catalog.all()]
+
+    def delete_segment(self, name: str) -> None:
+        """Forget a segment; refused while other segments read it."""
+        with self._ddl:
+            self.segment_catalog.remove(name)
+            for shard in self.shards:
+                shard.drop_segment(name)
+
+    def refresh_segments(self) -> list[str]:
+        """Re-bind time-dependent segments to the clock and re-evaluate them (the timer
+        calls this); returns their names."""
+        with self._ddl:
+            now = self.now_us()
+            defs = self.segment_catalog.rebound(self._compile_segment, now)
+            for defn in defs:
+                self._map(lambda s: s.refresh_segment(defn, now), self.shards)
+        return [d.name for d in defs]
+
+    def export_segment(self, name: str, fields: Sequence[str] = (),
+                       batch_size: int = 10_000) -> Iterator[ExportBatch]:
+        """The segment's members (and `fields` of each) in batches, shard after shard;
+        profiles deleted while the export runs are skipped."""
+        self.segment_catalog.get(name)
+        for f in fields:
+            if f not in self.schema:
+                raise QueryError(f"unknown field {f!r}")
+        for shard in self.shards:
+            rows = shard.read(lambda sh: rows_of(sh.segments.members(name)).astype(np.int64))
+            for start in range(0, len(rows), batch_size):
+                batch = shard.read(lambda sh: export_rows(sh, rows[start:start + batch_size], fields))
+                if batch.ids:
+                    yield batch
+
+    def watch_segment(self, name: str, after: Mapping[int, int] | None = None,
+                      initial: bool = True) -> SegmentWatch:
+        """Changes of a segment's membership as they happen: first the current members
+        (unless `initial` is False or `after` gives positions to resume from)."""
+        self.segment_catalog.get(name)
+        return SegmentWatch(self.shards, self._changes, name, after, initial)
+
+    def _compile_segment(self, where: str, now_us: int, names: Collection[str]):
+        return compile_where(where, self.schema, now_us, self.event_schema, names)
 
     def _map(self, fn: Callable[[Any], Any], items: list) -> list:
         if self._pool is None or len(items) < 2:

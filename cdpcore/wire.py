@@ -118,7 +118,7 @@ def unpack(data: bytes) -> Any:
 # ---- query plans (normalised IR, compiled once at the router) -------------------------------
 _IR_TYPES = {cls.__name__: cls for cls in (
     ir.Compare, ir.InSet, ir.Like, ir.IsNull, ir.Has, ir.Const, ir.And, ir.Or, ir.Not,
-    ir.FieldRef, ir.Agg, ir.OutputColumn, ir.OrderKey, ir.Select, ir.EventValue)}
+    ir.FieldRef, ir.Agg, ir.OutputColumn, ir.OrderKey, ir.Select, ir.EventValue, ir.InSegment)}
 
 
 def encode_plan(plan: Any) -> bytes:

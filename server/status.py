@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import grpc
 
-from cdpcore.errors import (BatchError, CdpError, FailedPrecondition, NotFound, Overloaded,
+from cdpcore.errors import (AlreadyExists, BatchError, CdpError, ChangesLost, FailedPrecondition,
+                            NotFound, Overloaded,
                             QueryError, SchemaError, Unavailable)
 
 log = logging.getLogger("cdp.server")
@@ -27,6 +28,8 @@ STATUS: dict[type[CdpError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    ChangesLost: grpc.StatusCode.OUT_OF_RANGE,
     CdpError: grpc.StatusCode.INTERNAL,
 }
 

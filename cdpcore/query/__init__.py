@@ -8,7 +8,7 @@ to the shards (cdpcore.wire.encode_plan), so shard processes never parse SQL; th
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass, replace
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Collection, Iterator
 
 if TYPE_CHECKING:
     from ..schema import Schema
@@ -16,18 +16,19 @@ if TYPE_CHECKING:
     from .ir import EventValue, Predicate, Select
 
 
-def compile_where(text: str, schema: "Schema", now_us: int,
-                  events: "EventSchema | None" = None) -> "Predicate | None":
+def compile_where(text: str, schema: "Schema", now_us: int, events: "EventSchema | None" = None,
+                  segments: Collection[str] = ()) -> "Predicate | None":
+    """`segments`: the saved segments `in_segment()` may name."""
     from .parse import parse_where
     from .rules import normalize
-    return normalize(parse_where(text, schema, now_us, events))
+    return normalize(parse_where(text, schema, now_us, events, segments))
 
 
-def compile_select(text: str, schema: "Schema", now_us: int,
-                   events: "EventSchema | None" = None) -> "Select":
+def compile_select(text: str, schema: "Schema", now_us: int, events: "EventSchema | None" = None,
+                   segments: Collection[str] = ()) -> "Select":
     from .parse import parse_select
     from .rules import normalize
-    select = parse_select(text, schema, now_us, events)
+    select = parse_select(text, schema, now_us, events, segments)
     return replace(select, where=normalize(select.where))
 
 

@@ -16,7 +16,7 @@ from ..bitmap_index import rows_of
 from ..column import NumericColumn, StringColumn, TagSetColumn
 from ..ids import EncodedIds
 from ..schema import ID_FIELD
-from .ir import And, Compare, Const, EventValue, Has, InSet, IsNull, Like, Or, Predicate
+from .ir import And, Compare, Const, EventValue, Has, InSegment, InSet, IsNull, Like, Or, Predicate
 from . import event_values
 from .rowset import RowSet, intersect, union
 from .vectors import SCAN_CODES, codes_equal, compare_values, inset_values, leaf_codes
@@ -167,6 +167,12 @@ class Evaluator:
             return RowSet(self.n, bm=bm)
         return _without(col.present_mask(self.n), rows_of(bm))
 
+    def _in_segment(self, p: InSegment) -> RowSet:
+        bm = self.shard.segments.members(p.name)
+        if not p.negated:
+            return RowSet(self.n, bm=bm)
+        return _without(self.shard.index.alive[:self.n], rows_of(bm))
+
     # ---- helpers for string / tag / id leaves ---------------------------------------
     def _string_codes(self, col: StringColumn, p: Predicate) -> tuple[np.ndarray, bool]:
         """(codes of the leaf's positive test, negated), cached per evaluation:
@@ -220,6 +226,9 @@ class Evaluator:
                 frac = col.index.cardinality(codes) / n
                 return 1.0 - frac if negated else frac
             return self._sampled(p)
+        if isinstance(p, InSegment):
+            frac = len(self.shard.segments.members(p.name)) / n
+            return 1.0 - frac if p.negated else frac
         if isinstance(p, Has):
             col = self.shard.column_for(p.field)
             if isinstance(col, TagSetColumn) and not p.negated:
@@ -267,6 +276,9 @@ class Evaluator:
             return np.full(len(rows), p.value, dtype=bool)
         if isinstance(getattr(p, "field", None), EventValue):
             return self._filter_event_leaf(p, rows)
+        if isinstance(p, InSegment):
+            hit = RowSet(self.n, bm=self.shard.segments.members(p.name)).contains(rows)
+            return self.shard.index.alive[rows] & ~hit if p.negated else hit
         col = None if p.field == ID_FIELD else self.shard.column_for(p.field)
         if isinstance(col, NumericColumn) and isinstance(p, (Compare, InSet)):
             vals, present = col.values[rows], col.present[rows]
@@ -295,6 +307,6 @@ def _without(mask: np.ndarray, rows: np.ndarray) -> RowSet:
 _EVAL = {
     Const: Evaluator._const, And: Evaluator._and, Or: Evaluator._or,
     Compare: Evaluator._compare, InSet: Evaluator._inset, Like: Evaluator._like,
-    IsNull: Evaluator._isnull, Has: Evaluator._has,
+    IsNull: Evaluator._isnull, Has: Evaluator._has, InSegment: Evaluator._in_segment,
 }
 

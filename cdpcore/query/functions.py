@@ -18,12 +18,13 @@ import difflib
 import math
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Union
+from typing import TYPE_CHECKING, Any, Callable, Collection, NoReturn, Union
 
 from .. import timestamps
 from ..errors import QueryError
 from ..schema import ID_FIELD, Field, FieldType, Schema
-from .ir import EVENT_FUNCS, Agg, EventValue, Expr, FieldRef, Has, OutputColumn, Predicate, Span
+from .ir import (EVENT_FUNCS, Agg, EventValue, Expr, FieldRef, Has, InSegment, OutputColumn,
+                 Predicate, Span)
 from .windows import parse_window
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Context:
     events: "EventSchema | None" = None
     key: str | None = ID_FIELD        # the profile key's name; None inside event conditions
     noun: str = "field"
+    segments: "Collection[str]" = ()  # saved segments `in_segment` may name
 
     def fail(self, message: str, span: Span) -> NoReturn:
         raise QueryError(message, self.text, span.start, span.end)
@@ -89,7 +91,8 @@ class Context:
     def for_event_condition(self) -> "Context":
         known = self.events.properties.fields() if self.events is not None else []
         props = Schema.of([*known, Field("ts", FieldType.TIMESTAMP)])
-        return Context(self.text, props, self.now_us, self.events, None, "event property")
+        return Context(self.text, props, self.now_us, self.events, None, "event property",
+                       self.segments)
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str:
@@ -250,6 +253,17 @@ def _lower_now(call: Call) -> Arg:
     return Arg(TIMESTAMP, call.ctx.now_us, call.span, "now()")
 
 
+def _lower_in_segment(call: Call) -> Predicate:
+    if call.ctx.in_event_condition:
+        call.fail("in_segment() cannot be used inside an event condition")
+    arg = call.args[0]
+    name = _literal_string(call, arg, "a segment name")
+    if name not in call.ctx.segments:
+        call.fail(f"unknown segment {name!r}{did_you_mean(name, sorted(call.ctx.segments))}",
+                  arg.span)
+    return InSegment(name, span=call.span)
+
+
 def _event_lowering(func: str) -> Callable[[Call], Arg]:
     """event_count(type [, window] [, condition]); event_sum/avg/min/max(type, 'prop',
     [, window] [, condition]); first_seen/last_seen(type [, window] [, condition])."""
@@ -312,6 +326,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {spec.name: spec for spec in (
     FunctionSpec("now", 0, 0, "value",
                  "now(): the query's clock, a timestamp; `now() - INTERVAL '14 days'` works",
                  _lower_now),
+    FunctionSpec("in_segment", 1, 1, "predicate",
+                 "in_segment('name'): the profile is a member of the saved segment",
+                 _lower_in_segment),
     FunctionSpec("event_count", 1, 3, "value",
                  "event_count('type' [, '30d'] [, condition]): the profile's matching events "
                  "of that type (0 when none)", _event_lowering("count"), conditions=True),

@@ -113,6 +113,14 @@ class Has:
 
 
 @dataclass(frozen=True)
+class InSegment:
+    """`in_segment('name')`: membership of a saved segment (never unknown)."""
+    name: str
+    negated: bool = False
+    span: Span = field(default=NO_SPAN, compare=False)
+
+
+@dataclass(frozen=True)
 class Const:
     """A predicate known true or false for every live profile (e.g. `1 = 1`)."""
     value: bool
@@ -137,8 +145,8 @@ class Not:
     span: Span = field(default=NO_SPAN, compare=False)
 
 
-Predicate = Union[Compare, InSet, Like, IsNull, Has, Const, And, Or, Not]
-LEAVES = (Compare, InSet, Like, IsNull, Has)
+Predicate = Union[Compare, InSet, Like, IsNull, Has, InSegment, Const, And, Or, Not]
+LEAVES = (Compare, InSet, Like, IsNull, Has, InSegment)
 
 AGG_FUNCS = ("count", "sum", "avg", "min", "max")
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .ir import (LEAVES, NEGATED_OP, And, Compare, Const, Has, InSet, IsNull, Like, Not,
-                 Or, Predicate)
+from .ir import (LEAVES, NEGATED_OP, And, Compare, Const, Has, InSegment, InSet, IsNull, Like,
+                 Not, Or, Predicate)
 
 Rule = Callable[[Predicate], Predicate]
 
@@ -55,7 +55,7 @@ def _negate_leaf(pred: Predicate) -> Predicate:
     """
     if isinstance(pred, Compare):
         return replace(pred, op=NEGATED_OP[pred.op])
-    if isinstance(pred, (InSet, Like, IsNull, Has)):
+    if isinstance(pred, (InSet, Like, IsNull, Has, InSegment)):
         return replace(pred, negated=not pred.negated)
     if isinstance(pred, Const):
         return replace(pred, value=not pred.value)

@@ -35,6 +35,8 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from sqlglot.tokens import Token
 
+from typing import Collection
+
 from ...errors import QueryError
 from ...schema import Schema
 from ...tracking import EventSchema
@@ -49,8 +51,8 @@ __all__ = ["TABLE", "parse_select", "parse_where"]
 _DIALECT = DuckDB()
 
 
-def parse_where(text: str, schema: Schema, now_us: int,
-                events: "EventSchema | None" = None) -> Predicate | None:
+def parse_where(text: str, schema: Schema, now_us: int, events: "EventSchema | None" = None,
+                segments: Collection[str] = ()) -> Predicate | None:
     """A bare WHERE condition (a segment, `Store.count`) → raw, un-normalised Predicate IR.
 
     Empty text gives None: an empty condition matches every profile. `now_us` is the
@@ -58,20 +60,20 @@ def parse_where(text: str, schema: Schema, now_us: int,
     """
     if not text.strip():
         return None
-    lowerer, node = _read(Context(text, schema, now_us, events))
+    lowerer, node = _read(Context(text, schema, now_us, events, segments=segments))
     if isinstance(node, exp.Query):
         lowerer.fail("expected a condition (what follows WHERE), not a query", node)
     return lowerer.predicate(node)
 
 
-def parse_select(text: str, schema: Schema, now_us: int,
-                 events: "EventSchema | None" = None) -> Select:
+def parse_select(text: str, schema: Schema, now_us: int, events: "EventSchema | None" = None,
+                 segments: Collection[str] = ()) -> Select:
     """`SELECT ... FROM profiles ...` → Select IR, checked against `schema`.
 
     Everything outside the documented subset (docs/query-language.md) is refused here,
     with its position, so the planner and executor never meet a query they cannot run.
     """
-    ctx = Context(text, schema, now_us, events)
+    ctx = Context(text, schema, now_us, events, segments=segments)
     if not text.strip():
         ctx.fail("empty query: expected SELECT ... FROM profiles", Span(0, len(text)))
     lowerer, node = _read(ctx)

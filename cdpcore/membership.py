@@ -1,0 +1,258 @@
+"""Membership represents one shard's saved segments: a bitmap per segment kept current,
+and the log of who entered and left each one.
+
+After every write batch the shard hands over the rows it touched; each segment that can
+be affected (it reads a field written, an event type tracked, or a segment whose
+membership just changed for those rows) is re-checked on those rows only, with the
+executor's candidate-row path, and new rows are checked against every segment. The
+difference with the bitmap is the change: members are added or removed and each change
+gets the next sequence number of that segment on this shard. Full re-evaluations (a new
+segment, a timer refresh of a time-dependent one) diff whole bitmaps instead.
+
+The change log is bounded per segment: a watcher that asks for changes older than what
+is retained gets `ChangesLost` and must re-read the membership, so ingest never waits
+for slow or vanished watchers.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from itertools import islice
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+from pyroaring import BitMap
+
+from .bitmap_index import bitmap_of, rows_of
+from .errors import ChangesLost
+from .query.executor import Evaluator
+from .query.rowset import RowSet
+from .segments import SegmentDef
+
+if TYPE_CHECKING:
+    from .shard import Shard
+
+DEFAULT_RETAINED = 100_000  # changes kept per segment per shard
+
+
+@dataclass(frozen=True)
+class Change:
+    """One profile entering (entered=True) or leaving a segment on one shard. `initial`
+    marks the members a watcher is given when it starts (seq: the position they are at)."""
+    segment: str
+    shard: int
+    seq: int
+    profile_id: str
+    entered: bool
+    initial: bool = False
+
+
+class ChangeLog:
+    """Per-segment bounded logs of changes with per-segment sequence numbers.
+
+    `cond` may be shared by several shards' logs (the embedded store), so one watcher
+    can wait for a change on any of them.
+    """
+
+    def __init__(self, retained: int = DEFAULT_RETAINED,
+                 cond: threading.Condition | None = None) -> None:
+        self.retained = retained
+        self.cond = cond or threading.Condition()
+        self._logs: dict[str, deque[tuple[int, str, bool]]] = {}
+        self._last: dict[str, int] = {}      # last seq handed out per segment
+        self._lost: dict[str, int] = {}      # highest seq no longer retained per segment
+
+    def last_seq(self, segment: str) -> int:
+        return self._last.get(segment, 0)
+
+    def append(self, segment: str, ids: list[str], entered: bool) -> None:
+        if not ids:
+            return
+        with self.cond:
+            log = self._logs.setdefault(segment, deque())
+            seq = self._last.get(segment, 0)
+            for pid in ids:
+                seq += 1
+                log.append((seq, pid, entered))
+            self._last[segment] = seq
+            excess = len(log) - self.retained
+            for _ in range(max(0, excess)):
+                self._lost[segment] = log.popleft()[0]
+            self.cond.notify_all()
+
+    def since(self, segment: str, after: int, shard: int = 0) -> list[Change]:
+        """The changes of `segment` with seq > after (caller holds `cond`)."""
+        if after < self._lost.get(segment, 0):
+            raise ChangesLost(
+                f"segment {segment!r}: changes after seq {after} are no longer retained "
+                f"(the oldest kept is {self._lost[segment] + 1}); re-read the segment")
+        log = self._logs.get(segment)
+        if not log or after >= self._last.get(segment, 0):
+            return []
+        first = log[0][0]
+        start = max(0, after + 1 - first)
+        return [Change(segment, shard, seq, pid, entered)
+                for seq, pid, entered in islice(log, start, None)]
+
+    def drop(self, segment: str) -> None:
+        with self.cond:
+            self._logs.pop(segment, None)
+            self._last.pop(segment, None)
+            self._lost.pop(segment, None)
+            self.cond.notify_all()
+
+
+@dataclass(frozen=True)
+class ExportBatch:
+    """Members' ids and the requested fields' values (columns aligned with ids)."""
+    ids: list[str]
+    columns: dict[str, list]
+
+
+def export_rows(shard: "Shard", rows: np.ndarray, fields: Sequence[str]) -> ExportBatch:
+    """One export batch of `rows` still alive (caller holds the shard lock)."""
+    rows = rows[shard.index.alive[rows]]
+    return ExportBatch(shard.index.ids_of(rows), {f: shard.values_of(f, rows) for f in fields})
+
+
+@dataclass
+class SegmentState:
+    defn: SegmentDef
+    members: BitMap
+    refreshed_us: int
+
+
+class Memberships:
+    """One shard's segments (caller holds the shard lock)."""
+
+    def __init__(self, log: ChangeLog | None = None) -> None:
+        self.log = log or ChangeLog()
+        self.states: dict[str, SegmentState] = {}
+
+    def members(self, name: str) -> BitMap:
+        state = self.states.get(name)
+        return state.members if state is not None else BitMap()
+
+    def names(self) -> list[str]:
+        return list(self.states)
+
+    def define(self, shard: "Shard", defn: SegmentDef, now_us: int) -> int:
+        """Add (or replace) a segment and compute its membership; no changes are logged
+        for the initial members. Returns the size."""
+        members = _evaluate(shard, defn)
+        self.states[defn.name] = SegmentState(defn, members, now_us)
+        return len(members)
+
+    def drop(self, name: str) -> None:
+        self.states.pop(name, None)
+        self.log.drop(name)
+
+    def refresh(self, shard: "Shard", defn: SegmentDef, now_us: int) -> None:
+        """Re-evaluate a segment in full with a re-bound definition; log the difference."""
+        state = self.states.get(defn.name)
+        if state is None:
+            return
+        fresh = _evaluate(shard, defn)
+        self._log_rows(shard, defn.name, rows_of(fresh - state.members), True)
+        self._log_rows(shard, defn.name, rows_of(state.members - fresh), False)
+        state.defn, state.members, state.refreshed_us = defn, fresh, now_us
+
+    def after_write(self, shard: "Shard", rows: np.ndarray, created: np.ndarray,
+                    fields: frozenset[str], types: frozenset[str]) -> None:
+        """Re-check the segments a write can affect on its rows (sorted, distinct);
+        `created` (a subset) are new profiles, checked against every segment."""
+        if not self.states:
+            return
+        ev = Evaluator(shard)
+        changed: set[str] = set()
+        for name, state in self.states.items():
+            check = rows if state.defn.reads(fields, types, changed) else created
+            if len(check) and self._recheck(shard, ev, state, check):
+                changed.add(name)
+
+    def after_delete(self, shard: "Shard", rows: np.ndarray) -> None:
+        """Deleted rows leave every segment (call before the rows are forgotten)."""
+        gone = bitmap_of(rows)
+        for name, state in self.states.items():
+            left = state.members & gone
+            if left:
+                self._log_rows(shard, name, rows_of(left), False)
+                state.members -= left
+
+    def _recheck(self, shard: "Shard", ev: Evaluator, state: SegmentState,
+                 rows: np.ndarray) -> bool:
+        plan = state.defn.plan
+        now_in = shard.index.alive[rows] if plan is None else ev.filter_rows(plan, rows)
+        was = RowSet(shard.n_rows, bm=state.members).contains(rows)
+        entered, left = rows[now_in & ~was], rows[was & ~now_in]
+        if not (len(entered) or len(left)):
+            return False
+        state.members |= bitmap_of(entered)
+        state.members -= bitmap_of(left)
+        self._log_rows(shard, state.defn.name, entered, True)
+        self._log_rows(shard, state.defn.name, left, False)
+        return True
+
+    def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,
+                  entered: bool) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows):
+            self.log.append(name, shard.index.ids_of(rows), entered)
+
+
+def _evaluate(shard: "Shard", defn: SegmentDef) -> BitMap:
+    rs = Evaluator(shard).evaluate(defn.plan)
+    return rs.bitmap().copy() if rs.has_bitmap else bitmap_of(rs.rows())
+
+
+class SegmentWatch:
+    """A watcher of one segment over some shards: first (optionally) the current members,
+    then every change, in order per shard. `positions` (shard → last seq seen) is what a
+    reconnecting watcher passes as `after` to miss nothing still retained."""
+
+    def __init__(self, shards: Sequence["Shard"], cond: threading.Condition, name: str,
+                 after: Mapping[int, int] | None, initial: bool) -> None:
+        self.name = name
+        self._shards = list(shards)
+        self._cond = cond
+        self._pending: deque[Change] = deque()
+        self.positions: dict[int, int] = {}
+        for shard in self._shards:
+            if after is not None and shard.shard_id in after:
+                self.positions[shard.shard_id] = int(after[shard.shard_id])
+                with cond:
+                    shard.segments.log.since(name, self.positions[shard.shard_id])  # lost?
+            else:
+                self.positions[shard.shard_id] = shard.read(lambda sh: self._snapshot(sh, initial))
+
+    def _snapshot(self, shard: "Shard", initial: bool) -> int:
+        seq = shard.segments.log.last_seq(self.name)
+        if initial:
+            ids = shard.index.ids_of(rows_of(shard.segments.members(self.name)).astype(np.int64))
+            self._pending.extend(Change(self.name, shard.shard_id, seq, pid, True, True) for pid in ids)
+        return seq
+
+    def poll(self, timeout: float | None = None) -> list[Change]:
+        """The changes available now, waiting up to `timeout` s for one (None: forever);
+        raises ChangesLost when this watcher fell behind the retained log."""
+        with self._cond:
+            found = self._take()
+            if not found:
+                self._cond.wait(timeout)
+                found = self._take()
+        return found
+
+    def _take(self) -> list[Change]:
+        out = list(self._pending)
+        self._pending.clear()
+        for shard in self._shards:
+            fresh = shard.segments.log.since(self.name, self.positions[shard.shard_id], shard.shard_id)
+            if fresh:
+                self.positions[shard.shard_id] = fresh[-1].seq
+                out.extend(fresh)
+        return out
+
+    def __iter__(self) -> Iterator[Change]:
+        while True:
+            yield from self.poll()
