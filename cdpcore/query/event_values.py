@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from ..bitmap_index import rows_of
+from ..bitmap_index import bitmap_of, rows_of
 from ..events import Chunk, EventLog
 from .ir import And, Compare, Const, EventValue, InSet, IsNull, Or, Predicate
 from .vectors import codes_equal, compare_values, inset_values, leaf_codes
@@ -43,10 +43,14 @@ def value_arrays(shard: "Shard", ev: EventValue) -> tuple[np.ndarray, np.ndarray
 def values_for_rows(shard: "Shard", ev: EventValue, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`value_arrays` for the sorted distinct `rows` only: each window slice is filtered
     to those rows before reducing (how a write batch's rows are re-checked cheaply)."""
-    wanted = np.zeros(shard.n_rows, dtype=bool)
-    wanted[rows] = True
-    hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
-                               restrict=wanted)
+    log = shard.events.log(ev.type)
+    if log is None or not log.members.intersect(bitmap_of(rows)):  # e.g. brand-new profiles
+        hit, vals = np.zeros(0, dtype=np.uint32), np.zeros(0)
+    else:
+        wanted = np.zeros(shard.n_rows, dtype=bool)
+        wanted[rows] = True
+        hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
+                                   restrict=wanted)
     values, has = _per_slot(ev.func, np.searchsorted(rows, hit), vals, len(rows))
     alive = shard.index.alive[rows]
     return values, alive if has is None else alive & has
