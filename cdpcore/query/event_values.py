@@ -81,36 +81,41 @@ def _per_slot(func: str, slots: np.ndarray, vals: np.ndarray | None, k: int
     return out, out != fill
 
 
-def sum_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
+def sum_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.ndarray | None:
     """`event_sum(...) > c` (c >= 0) or `>= c` (c > 0): a profile without events has
     sum 0 there, which fails the test anyway, so presence need not be computed."""
     ev, op, value = p.field, p.op, p.value
     if ev.func != "sum" or isinstance(value, bool) or not (
             (op == ">" and value >= 0) or (op == ">=" and value > 0)):
         return None
-    rows, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=True)
-    sums = np.bincount(rows, weights=vals, minlength=shard.n_rows)
+    if rows is not None:
+        sums, present = values_for_rows(shard, ev, rows)
+        return compare_values(op, value, sums, present)
+    hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=True)
+    sums = np.bincount(hit, weights=vals, minlength=shard.n_rows)
     return compare_values(op, value, sums, shard.index.alive[:shard.n_rows])
 
 
-def shortcut_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
-    """The rows satisfying `p` without the general (values, presence) arrays, when it
-    is an existence test in disguise or a sum test that needs no presence; else None."""
-    found = existence_mask(shard, p)
-    return found if found is not None else sum_mask(shard, p)
+def shortcut_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.ndarray | None:
+    """Which rows (all, or the sorted distinct `rows`) satisfy `p`, without the general
+    (values, presence) arrays, when it is an existence test in disguise or a sum test
+    that needs no presence; else None."""
+    found = existence_mask(shard, p, rows)
+    return found if found is not None else sum_mask(shard, p, rows)
 
 
-def existence_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
+def existence_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.ndarray | None:
     """The rows satisfying `p` when it is an existence test in disguise (see the module
     doc), computed without a per-row reduction; None when it is not one."""
     ev, op, value = p.field, p.op, p.value
     if isinstance(value, bool) or not isinstance(value, int):
         return None
+    live = shard.index.alive[:shard.n_rows] if rows is None else shard.index.alive[rows]
     if ev.func == "count":
         if (op, value) in ((">=", 1), (">", 0), ("!=", 0)):
-            return _exists(shard, ev, ev.since, ev.until)
+            return _exists(shard, ev, ev.since, ev.until, rows)
         if (op, value) in (("=", 0), ("<", 1), ("<=", 0)):
-            return shard.index.alive[:shard.n_rows] & ~_exists(shard, ev, ev.since, ev.until)
+            return live & ~_exists(shard, ev, ev.since, ev.until, rows)
         return None
     if ev.func not in ("first_seen", "last_seen") or op not in ("<", "<=", ">", ">="):
         return None
@@ -122,26 +127,36 @@ def existence_mask(shard: "Shard", p: Compare) -> np.ndarray | None:
     else:
         bound = value if op in ("<=", ">") else value - 1
         since, until, positive = ev.since, min(bound, ev.until if ev.until is not None else bound), op in ("<", "<=")
-    narrow = _exists(shard, ev, since, until)
+    narrow = _exists(shard, ev, since, until, rows)
     if positive:
         return narrow
-    return _exists(shard, ev, ev.since, ev.until) & ~narrow
+    return _exists(shard, ev, ev.since, ev.until, rows) & ~narrow
 
 
-def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None) -> np.ndarray:
-    """Live rows with at least one matching event in [since, until]."""
+def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None,
+            rows: np.ndarray | None) -> np.ndarray:
+    """Which live rows (all, or `rows`) have at least one matching event in [since, until]."""
     n = shard.n_rows
-    alive = shard.index.alive[:n]
-    mask = np.zeros(n, dtype=bool)
     log = shard.events.log(ev.type)
+    if rows is not None:
+        if log is None or not log.members.intersect(bitmap_of(rows)):
+            return np.zeros(len(rows), dtype=bool)
+        if since is None and until is None and ev.where is None:
+            hit = rows_of(log.members & bitmap_of(rows))
+        else:
+            wanted = np.zeros(n, dtype=bool)
+            wanted[rows] = True
+            hit, _ = _matching_rows(shard, ev, since, until, want_values=False, restrict=wanted)
+        return shard.index.alive[rows] & np.isin(rows, hit)
+    mask = np.zeros(n, dtype=bool)
     if log is None:
         return mask
     if since is None and until is None and ev.where is None:
         mask[rows_of(log.members)] = True
-        return mask & alive
-    rows, _ = _matching_rows(shard, ev, since, until, want_values=False)
-    mask[rows] = True
-    return mask & alive
+    else:
+        hit, _ = _matching_rows(shard, ev, since, until, want_values=False)
+        mask[hit] = True
+    return mask & shard.index.alive[:n]
 
 
 def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int | None,

@@ -110,6 +110,10 @@ class Evaluator:
             vals, present = self.event_arrays(p.field)
             vals, present = vals[rows], present[rows]
         else:
+            if isinstance(p, Compare):
+                found = event_values.shortcut_mask(self.shard, p, rows)
+                if found is not None:
+                    return found
             vals, present = event_values.values_for_rows(self.shard, p.field, rows)
         if isinstance(p, IsNull):
             return present if p.negated else self.shard.index.alive[rows] & ~present
