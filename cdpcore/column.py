@@ -57,6 +57,13 @@ class NumericColumn:
     def present_mask(self, n: int) -> np.ndarray:
         return self.present[:n]
 
+    def state(self, n: int) -> dict:
+        return {"values": self.values[:n].copy(), "present": self.present[:n].copy(),
+                "max_abs": self.max_abs}
+
+    def load(self, state: dict) -> None:
+        self.values, self.present, self.max_abs = state["values"], state["present"], state["max_abs"]
+
     def clear(self, rows: np.ndarray) -> None:
         self.present[rows] = False
 
@@ -79,6 +86,15 @@ class StringColumn:
 
     def present_mask(self, n: int) -> np.ndarray:
         return self.codes[:n] >= 0
+
+    def state(self, n: int) -> dict:
+        return {"codes": self.codes[:n].copy(), "values": list(self.dictionary.values),
+                "bitmaps": [bm.copy() for bm in self.index.bitmaps]}
+
+    def load(self, state: dict) -> None:
+        self.codes = state["codes"]
+        self.dictionary = StringDictionary.of(state["values"])
+        self.index.bitmaps = state["bitmaps"]
 
     def translate(self, codes: np.ndarray, categories: list[str]) -> np.ndarray:
         """Batch codes over `categories` → this shard's codes (only used ones get added)."""
@@ -118,6 +134,15 @@ class TagSetColumn:
 
     def present_mask(self, n: int) -> np.ndarray:
         return self.present[:n]
+
+    def state(self, n: int) -> dict:
+        return {"present": self.present[:n].copy(), "values": list(self.dictionary.values),
+                "bitmaps": [bm.copy() for bm in self.index.bitmaps]}
+
+    def load(self, state: dict) -> None:
+        self.present = state["present"]
+        self.dictionary = StringDictionary.of(state["values"])
+        self.index.bitmaps = state["bitmaps"]
 
     def write(self, rows: np.ndarray, null: np.ndarray, pair_rows: np.ndarray,
               pair_codes: np.ndarray, categories: list[str]) -> None:

@@ -35,6 +35,13 @@ class StringDictionary:
     def __len__(self) -> int:
         return len(self.values)
 
+    @classmethod
+    def of(cls, values: list[str]) -> "StringDictionary":
+        """A dictionary holding `values` with codes 0..n-1 (loading a snapshot)."""
+        d = cls()
+        d.encode(values)
+        return d
+
     def code(self, value: str) -> int:
         """Code of `value`, or -1 when the dictionary has never seen it."""
         return self._codes.get(value, -1)

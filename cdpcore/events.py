@@ -168,6 +168,25 @@ class EventLog:
         self.seal(alive)
         return self.chunks
 
+    def state(self, alive: np.ndarray | None) -> dict:
+        """Sealed chunks are never modified (merges make new ones), so they are shared,
+        not copied; the member bitmap is."""
+        return {"name": self.name, "kinds": {k: v.value for k, v in self.kinds.items()},
+                "dictionaries": {k: list(d.values) for k, d in self.dictionaries.items()},
+                "members": self.members.copy(),
+                "chunks": [{"rows": c.rows, "ts": c.ts, "props": dict(c.props),
+                            "complete": sorted(c.complete)} for c in self.sealed(alive)]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "EventLog":
+        log = cls(state["name"])
+        log.kinds = {k: FieldType(v) for k, v in state["kinds"].items()}
+        log.dictionaries = {k: StringDictionary.of(v) for k, v in state["dictionaries"].items()}
+        log.members = state["members"]
+        log.chunks = [Chunk(c["rows"], c["ts"], c["props"], frozenset(c["complete"]))
+                      for c in state["chunks"]]
+        return log
+
     def nbytes(self) -> int:
         stats = self.members.get_statistics()
         members = sum(stats[f"n_bytes_{k}_containers"] for k in ("array", "run", "bitset"))
@@ -210,6 +229,15 @@ class EventStore:
 
     def nbytes(self) -> int:
         return sum(log.nbytes() for log in self.logs.values())
+
+    def state(self, alive: np.ndarray | None) -> list[dict]:
+        return [log.state(alive) for log in self.logs.values()]
+
+    @classmethod
+    def from_state(cls, state: list[dict]) -> "EventStore":
+        store = cls()
+        store.logs = {s["name"]: EventLog.from_state(s) for s in state}
+        return store
 
     def events_of(self, row: int, limit: int, alive: np.ndarray) -> list[dict[str, Any]]:
         """One profile's events, most recent first (a scan of every chunk)."""

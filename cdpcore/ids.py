@@ -102,6 +102,24 @@ class RowIdIndex:
         self._table = np.zeros(1 << 10, dtype=np.uint32)  # row + 1; 0 empty; _TOMB deleted
         self._used = 0  # occupied table slots, tombstones included
 
+    # ---- persistence ---------------------------------------------------------------
+    def state(self) -> dict:
+        """Copies of the live parts (the hash table is rebuilt on load, by one sort)."""
+        n = self.n_rows
+        return {"buf": self._buf[:self._buf_len].copy(), "off": self._off[:n + 1].copy(),
+                "hashes": self.hashes[:n].copy(), "alive": self.alive[:n].copy()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "RowIdIndex":
+        index = cls()
+        n = len(state["hashes"])
+        index._buf, index._buf_len = state["buf"], len(state["buf"])
+        index._off, index.hashes, index.alive = state["off"], state["hashes"], state["alive"]
+        index.n_rows, index.n_alive = n, int(np.count_nonzero(state["alive"]))
+        index._ensure_rows(n + 1)
+        index._rebuild(index.n_alive)
+        return index
+
     # ---- lookups -------------------------------------------------------------------
     def lookup(self, q: EncodedIds) -> np.ndarray:
         """Row of each id (int64), -1 where absent."""

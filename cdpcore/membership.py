@@ -95,6 +95,16 @@ class ChangeLog:
         return [Change(segment, shard, seq, pid, entered)
                 for seq, pid, entered in islice(log, start, None)]
 
+    def positions(self) -> dict[str, int]:
+        return dict(self._last)
+
+    def restore_positions(self, last: dict[str, int]) -> None:
+        """After a restart: numbering continues; the changes themselves were not kept,
+        so resuming from before these positions raises ChangesLost."""
+        with self.cond:
+            self._last.update(last)
+            self._lost.update(last)
+
     def drop(self, segment: str) -> None:
         with self.cond:
             self._logs.pop(segment, None)
@@ -147,6 +157,17 @@ class Memberships:
     def drop(self, name: str) -> None:
         self.states.pop(name, None)
         self.log.drop(name)
+
+    def state(self) -> dict:
+        return {"segments": [{"defn": st.defn.to_bytes(), "members": st.members.copy(),
+                              "refreshed_us": st.refreshed_us} for st in self.states.values()],
+                "positions": self.log.positions()}
+
+    def load(self, state: dict) -> None:
+        for doc in state["segments"]:
+            defn = SegmentDef.from_bytes(doc["defn"])
+            self.states[defn.name] = SegmentState(defn, doc["members"], doc["refreshed_us"])
+        self.log.restore_positions(state["positions"])
 
     def refresh(self, shard: "Shard", defn: SegmentDef, now_us: int) -> None:
         """Re-evaluate a segment in full with a re-bound definition; log the difference."""

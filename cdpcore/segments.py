@@ -20,7 +20,10 @@ import threading
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Collection, Iterator
 
-from .errors import AlreadyExists, FailedPrecondition, QueryError, SegmentNotFound
+import msgpack
+
+from . import wire
+from .errors import AlreadyExists, BatchError, FailedPrecondition, QueryError, SegmentNotFound
 from .query.ir import EventValue, InSegment, Predicate
 from .schema import ID_FIELD
 from .timestamps import to_datetime
@@ -31,6 +34,7 @@ _REBIND_PROBE_US = 1_000_000
 
 # (where text, now µs, the segment names in_segment may use) → normalised plan
 Compile = Callable[[str, int, Collection[str]], "Predicate | None"]
+_SETS = ("fields", "event_types", "segments")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,24 @@ class SegmentDef:
     event_types: frozenset[str] = frozenset()
     segments: frozenset[str] = frozenset()
     created_us: int = 0
+
+    def to_bytes(self) -> bytes:
+        """msgpack of the fields, the plan as `wire.encode_plan` (shipped router → shard,
+        and kept in snapshots)."""
+        doc = {"name": self.name, "where": self.where, "plan": wire.encode_plan(self.plan),
+               "bound_us": self.bound_us, "time_dependent": self.time_dependent,
+               "created_us": self.created_us, **{k: sorted(getattr(self, k)) for k in _SETS}}
+        return wire.pack(doc)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SegmentDef":
+        try:
+            doc = wire.unpack(data)
+            return cls(doc["name"], doc["where"], wire.decode_plan(doc["plan"]), doc["bound_us"],
+                       doc["time_dependent"], created_us=doc["created_us"],
+                       **{k: frozenset(doc[k]) for k in _SETS})
+        except (KeyError, TypeError, ValueError, msgpack.ExtraData, msgpack.FormatError) as e:
+            raise BatchError(f"malformed segment definition: {e}") from None
 
     def reads(self, fields_written: frozenset[str], types_tracked: frozenset[str],
               segments_changed: set[str]) -> bool:

@@ -53,6 +53,11 @@ class Shard:
         """The column of a declared field; None when this shard never stored it."""
         return self.columns.get(name)
 
+    def write_lock(self) -> threading.RLock:
+        """The shard's lock, for callers that must do more under it than one write
+        (durability: log the record and apply it as one step)."""
+        return self._lock
+
     def read(self, fn: Callable[["Shard"], T]) -> T:
         """Run a read-only function (a query) against a consistent state."""
         with self._lock:
@@ -161,6 +166,32 @@ class Shard:
             col.write(rows, batch.null, pair_rows[keep], tags.codes[keep], list(tags.categories))
         else:
             col.write(rows, batch.values, batch.null)
+
+    # ---- persistence (see cdpcore.durability) ---------------------------------------
+    def state(self) -> dict:
+        """A consistent copy of everything the shard holds (mutable arrays copied, sealed
+        event chunks shared), taken under the lock; writing it out happens outside."""
+        with self._lock:
+            n = self.n_rows
+            return {"index": self.index.state(),
+                    "columns": [{"name": c.field.name, "type": c.field.type.value, **c.state(n)}
+                                for c in self.columns.values()],
+                    "events": self.events.state(self.alive_or_none()),
+                    "segments": self.segments.state()}
+
+    def load(self, state: dict) -> None:
+        """Replace this (empty) shard's contents with a `state()`; the fields must be
+        declared in the schema already."""
+        with self._lock:
+            self.index = RowIdIndex.from_state(state["index"])
+            self.columns = {}
+            for doc in state["columns"]:
+                col = self.columns[doc["name"]] = make_column(Field(doc["name"], FieldType(doc["type"])))
+                col.load(doc)
+            self._capacity = 0
+            self._unlocked_ensure_capacity()
+            self.events = EventStore.from_state(state["events"])
+            self.segments.load(state["segments"])
 
     # ---- saved segments --------------------------------------------------------------
     def define_segment(self, defn: SegmentDef, now_us: int) -> int:

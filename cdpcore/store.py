@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .errors import QueryError
 from .membership import DEFAULT_RETAINED, ChangeLog, ExportBatch, SegmentWatch, export_rows
 from .segments import DEFAULT_REFRESH_S, Refresher, SegmentCatalog, SegmentInfo
 from .slots import SlotMap
+
+if TYPE_CHECKING:
+    from .durability import ShardDurability
 
 
 @dataclass
@@ -57,10 +61,13 @@ class Store:
     def __init__(self, shards: int = 4, *, strict: bool = False,
                  clock: Callable[[], float] | None = None,
                  segment_refresh_s: float | None = DEFAULT_REFRESH_S,
-                 retained_changes: int = DEFAULT_RETAINED) -> None:
+                 retained_changes: int = DEFAULT_RETAINED,
+                 data_dir: str | Path | None = None, fsync: str = "always") -> None:
         """`segment_refresh_s`: how often time-dependent segments are re-evaluated in the
         background (None: only when `refresh_segments` is called); `retained_changes`:
-        segment changes kept per segment and shard for watchers."""
+        segment changes kept per segment and shard for watchers; `data_dir`: persist
+        (a WAL and snapshots per shard, recovered here) with the `fsync` policy
+        ("always", "interval=MS" or "never")."""
         self.schema = Schema(strict=strict)
         self.event_schema = tracking.EventSchema()
         self.segment_catalog = SegmentCatalog()
@@ -72,20 +79,51 @@ class Store:
         self._pool = ThreadPoolExecutor(max_workers=shards, thread_name_prefix="cdp-shard") \
             if shards > 1 else None
         self._ddl = threading.Lock()  # segment create/delete/refresh, one at a time
+        self._durable = self._open(Path(data_dir), fsync) if data_dir is not None else []
+        # where writes go: the durable wrappers (log, apply, sync) or the shards directly
+        self._writers = self._durable or self.shards
+        self.recovery = [d.recovered for d in self._durable]
         self._refresher = Refresher(self.refresh_segments, segment_refresh_s)
+        if any(d.time_dependent for d in self.segment_catalog.all()):
+            self._refresher.start()
+
+    def _open(self, data_dir: Path, fsync: str) -> list["ShardDurability"]:
+        from .durability import ShardDurability, check_layout  # only persistent stores need it
+        check_layout(data_dir, len(self.shards))
+        durable = []
+        for shard in self.shards:
+            d = ShardDurability(shard, data_dir / f"shard-{shard.shard_id}", self.schema,
+                                self.event_schema, fsync)
+            d.recovered = d.recover()
+            durable.append(d)
+        for shard in self.shards:  # the catalog comes back from the shards' definitions
+            for state in shard.segments.states.values():
+                if state.defn.name not in self.segment_catalog.names():
+                    self.segment_catalog.restore(state.defn)
+        return durable
+
+    def snapshot(self) -> list[str]:
+        """Snapshot every shard now (a persistent store); returns the files written."""
+        return [str(d.snapshot().path) for d in self._durable]
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.shards)
 
     def close(self) -> None:
+        """Stop background work; a persistent store takes a final snapshot."""
         self._refresher.stop()
+        for d in self._durable:
+            d.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
     # ---- schema --------------------------------------------------------------------
     def define_fields(self, spec: Mapping[str, str | FieldType]) -> list[Field]:
         """Declare fields; returns the ones that were new."""
-        return self.schema.declare(spec)
+        added = self.schema.declare(spec)
+        for d in self._durable:
+            d.define({f.name: f.type.value for f in added})
+        return added
 
     # ---- writes --------------------------------------------------------------------
     def upsert(self, records: Sequence[Mapping[str, Any]]) -> UpsertResult:
@@ -104,15 +142,16 @@ class Store:
 
     def _ingest(self, ids: list, columns: dict[str, Any], rejections: ingest.Rejections) -> UpsertResult:
         prepared = ingest.write(self.schema, ids, columns, rejections, self.schema.declare,
-                                lambda p: self._route(p, Shard.upsert))
+                                lambda p: self._route(p, "upsert"))
         return UpsertResult(prepared.accepted, prepared.errors)
 
-    def _route(self, prepared: ingest.PreparedBatch, method: Callable[..., None]) -> None:
-        """Apply each shard's part with `method` (Shard.upsert / Shard.track); the part's
+    def _route(self, prepared: ingest.PreparedBatch, method: str) -> None:
+        """Apply each shard's part with `method` ("upsert" / "track"); the part's
         gathers run in the worker thread."""
         batches = prepared.batches
         parts = routing.split(prepared.enc, self.slot_map, len(self.shards), prepared.distinct)
-        self._map(lambda p: method(self.shards[p.shard], p.ids(), p.uid, p.batches(batches)), parts)
+        self._map(lambda p: getattr(self._writers[p.shard], method)(p.ids(), p.uid, p.batches(batches)),
+                  parts)
 
     def track(self, events: Sequence[Mapping[str, Any]]) -> TrackResult:
         """Append events given as dicts: profile_id, type, optional ts, properties."""
@@ -127,17 +166,17 @@ class Store:
 
     def _track(self, ids: list, columns: dict[str, Any], rejections: ingest.Rejections) -> TrackResult:
         prepared = tracking.write_events(self.event_schema, ids, columns, rejections,
-                                         self.now_us(), lambda p: self._route(p, Shard.track))
+                                         self.now_us(), lambda p: self._route(p, "track"))
         return TrackResult(prepared.accepted, prepared.errors)
 
     def delete(self, ids: Iterable[str]) -> DeleteResult:
         """Delete profiles by id; unknown ids are reported, not an error."""
         ids, enc, owner = routing.owners_of_ids(ids, self.slot_map)
         found = np.zeros(len(ids), dtype=bool)
-        for s, shard in enumerate(self.shards):
+        for s, writer in enumerate(self._writers):
             sel = np.flatnonzero(owner == s)
             if sel.size:
-                found[sel] = shard.delete(enc.take(sel))
+                found[sel] = writer.delete(enc.take(sel))
         return DeleteResult(int(found.sum()), [ids[i] for i in np.flatnonzero(~found).tolist()])
 
     # ---- reads ---------------------------------------------------------------------
@@ -182,7 +221,7 @@ class Store:
         with self._ddl:
             now = self.now_us()
             defn = self.segment_catalog.define(name, where, self._compile_segment, now)
-            self._map(lambda s: s.define_segment(defn, now), self.shards)
+            self._map(lambda w: w.define_segment(defn, now), self._writers)
             self.segment_catalog.add(defn)
         if defn.time_dependent:
             self._refresher.start()
@@ -200,8 +239,8 @@ class Store:
         """Forget a segment; refused while other segments read it."""
         with self._ddl:
             self.segment_catalog.remove(name)
-            for shard in self.shards:
-                shard.drop_segment(name)
+            for writer in self._writers:
+                writer.drop_segment(name)
 
     def refresh_segments(self) -> list[str]:
         """Re-bind time-dependent segments to the clock and re-evaluate them (the timer
@@ -210,7 +249,7 @@ class Store:
             now = self.now_us()
             defs = self.segment_catalog.rebound(self._compile_segment, now)
             for defn in defs:
-                self._map(lambda s: s.refresh_segment(defn, now), self.shards)
+                self._map(lambda w: w.refresh_segment(defn, now), self._writers)
         return [d.name for d in defs]
 
     def export_segment(self, name: str, fields: Sequence[str] = (),
