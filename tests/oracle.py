@@ -7,6 +7,10 @@ three-valued logic) and SELECTs as small spec objects, never as SQL text.
 Values are held normalised, as the engine stores them: int, float, bool, str,
 timestamp as int microseconds (UTC), string_set as frozenset. `output_value` turns
 them into what the engine hands back (datetime, sorted list).
+
+Behavioural events (issue 4) are kept per profile as a plain list of
+`(type, ts_us, {property: float | str})` in the order they were tracked; event functions
+(`EventFn`) are evaluated by looping over that list, relative to the oracle's `now_us`.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import datetime as _dt
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import xxhash
@@ -94,6 +98,83 @@ def bool3(value: bool | None) -> bool | None:
 
 
 # ----------------------------------------------------------------------------------
+# Behavioural events: the event functions, evaluated by brute force.
+
+Event = tuple  # (type: str, ts_us: int, props: dict[str, float | str]); absent props are missing keys
+EVENT_FUNCS = ("count", "sum", "avg", "min", "max", "first_seen", "last_seen")
+VALUE_FUNCS = ("sum", "avg", "min", "max")          # over a float property; NULL over no values
+
+
+@dataclass(frozen=True)
+class EventFn:
+    """`event_count(type [, window] [, condition])` and its siblings, as the oracle sees them.
+
+    `where` is a Kleene predicate over one event as a dict (its properties plus `ts`);
+    `window_us` None means every event of the type, future ones included. `sql` is only
+    carried so strategies can render listings; the oracle never reads it.
+    """
+    func: str
+    type: str
+    prop: str | None = None
+    window_us: int | None = None
+    where: Callable[[Mapping], "bool | None"] | None = field(default=None, compare=False)
+    sql: str = field(default="", compare=False)
+
+
+def event_matches(fn: EventFn, event: Event, now_us: int) -> bool:
+    etype, ts, props = event
+    if etype != fn.type:
+        return False
+    if fn.window_us is not None and not (now_us - fn.window_us <= ts <= now_us):
+        return False   # both ends inclusive; future events are outside every window
+    return fn.where is None or fn.where({**props, "ts": ts}) is True
+
+
+def event_value(fn: EventFn, events: Sequence[Event], now_us: int) -> Any:
+    """The function's value over one profile's events (normalised: µs for first/last_seen)."""
+    hits = [e for e in events if event_matches(fn, e, now_us)]
+    if fn.func == "count":
+        return len(hits)
+    if fn.func in ("first_seen", "last_seen"):
+        times = [ts for _, ts, _ in hits]
+        if not times:
+            return None
+        return min(times) if fn.func == "first_seen" else max(times)
+    values = [props[fn.prop] for _, _, props in hits if props.get(fn.prop) is not None]
+    if not values:
+        return None
+    if fn.func == "min":
+        return min(values)
+    if fn.func == "max":
+        return max(values)
+    total = math.fsum(values)          # exact for the dyadic values the strategies generate
+    return total if fn.func == "sum" else total / len(values)
+
+
+def event_output(fn: EventFn, value: Any) -> Any:
+    """A normalised event-function value as the engine returns it."""
+    if value is None or fn.func == "count":
+        return value
+    if fn.func in ("first_seen", "last_seen"):
+        return to_datetime(value)
+    return float(value)
+
+
+class Profile(dict):
+    """A profile as predicates see it: its attributes (a dict) plus its events and the query's now."""
+    __slots__ = ("events", "now_us")
+
+    def __init__(self, row: Mapping[str, Any], events: Sequence[Event] = (), now_us: int | None = None):
+        super().__init__(row)
+        self.events = events
+        self.now_us = now_us
+
+    def event_value(self, fn: EventFn) -> Any:
+        assert self.now_us is not None, "event functions need Oracle(now_us=...)"
+        return event_value(fn, self.events, self.now_us)
+
+
+# ----------------------------------------------------------------------------------
 # Result values and ordering.
 
 def to_datetime(us: int) -> _dt.datetime:
@@ -167,20 +248,20 @@ class Col:
 
 @dataclass(frozen=True)
 class Agg:
-    """count/sum/avg/min/max; `field` None is count(*)."""
+    """count/sum/avg/min/max; `field` None is count(*); an EventFn aggregates its per-profile values."""
     func: str
-    field: str | None = None
+    field: "str | EventFn | None" = None
 
 
 @dataclass(frozen=True)
 class Output:
-    expr: Col | Agg
+    expr: Col | Agg | EventFn
     alias: str | None = None
 
 
 @dataclass(frozen=True)
 class OrderBy:
-    expr: Col | Agg
+    expr: Col | Agg | EventFn
     desc: bool = False
     nulls_first: bool | None = None   # None: the default, nulls last in both directions
     by_alias: bool = False            # render the output's alias instead of the expression
@@ -210,11 +291,19 @@ class Result:
 # The model.
 
 class Oracle:
-    """profile_id -> {field: normalised value}; absent and None both mean null."""
+    """profile_id -> {field: normalised value}; absent and None both mean null.
 
-    def __init__(self) -> None:
+    Events: profile_id -> [(type, ts_us, props)] in tracking order; `now_us` is the
+    query's now() that event windows are measured from.
+    """
+
+    def __init__(self, now_us: int | None = None) -> None:
         self.schema: dict[str, str] = {}
         self.rows: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, list[Event]] = {}
+        self.event_props: dict[str, str] = {}    # property -> "float" | "string", fixed when first seen
+        self.event_types: set[str] = set()       # types of every accepted event
+        self.now_us = now_us
 
     # -- writes ---------------------------------------------------------------------
     def define(self, spec: Mapping[str, str]) -> None:
@@ -238,13 +327,36 @@ class Oracle:
         return n
 
     def delete(self, ids: Iterable[str]) -> tuple[int, list[str]]:
+        """Deleting a profile deletes its events: a later profile with the id starts empty."""
         deleted, not_found = 0, []
         for pid in ids:
+            self.events.pop(pid, None)
             if self.rows.pop(pid, None) is None:
                 not_found.append(pid)
             else:
                 deleted += 1
         return deleted, not_found
+
+    def track(self, events: Iterable[tuple[str, str, int, Mapping[str, Any]]]) -> int:
+        """Append already-valid, normalised events (profile_id, type, ts_us, props); returns how many.
+
+        An event creates its profile (no attributes) if needed; a None property is absent;
+        numbers become floats.
+        """
+        n = 0
+        for pid, etype, ts, props in events:
+            clean = {}
+            for name, value in props.items():
+                if value is None:
+                    continue
+                kind = "string" if isinstance(value, str) else "float"
+                assert self.event_props.setdefault(name, kind) == kind, (name, value)
+                clean[name] = value if kind == "string" else float(value)
+            self.rows.setdefault(pid, {})
+            self.events.setdefault(pid, []).append((etype, ts, clean))
+            self.event_types.add(etype)
+            n += 1
+        return n
 
     # -- reads ----------------------------------------------------------------------
     def get_profile(self, profile_id: str) -> dict | None:
@@ -257,10 +369,30 @@ class Oracle:
                 out[name] = output_value(ftype, row[name])
         return out
 
+    def profile(self, pid: str) -> Profile:
+        """The record predicates get: attributes, events and now."""
+        return Profile(self.rows[pid], self.events.get(pid, ()), self.now_us)
+
     def matching(self, where: Predicate | None) -> list[str]:
         """Ids whose record makes `where` True, in hash order."""
-        ids = [pid for pid, row in self.rows.items() if where is None or where(row) is True]
+        ids = [pid for pid in self.rows if where is None or where(self.profile(pid)) is True]
         return sorted(ids, key=hash_order_key)
+
+    def event_value(self, pid: str, fn: EventFn) -> Any:
+        """One event function's normalised value for a live profile."""
+        return self.profile(pid).event_value(fn)
+
+    def events_of(self, pid: str, limit: int | None = None) -> list[dict] | None:
+        """The profile's events as the engine lists them, most recent first; None if no profile.
+
+        Events with equal timestamps come in no specified order here (latest tracked
+        first); compare with `assert_same_events`, which lets ties come in any order.
+        """
+        if pid not in self.rows:
+            return None
+        ordered = sorted(reversed(self.events.get(pid, [])), key=lambda e: -e[1])
+        out = [{"type": etype, "ts": to_datetime(ts), **props} for etype, ts, props in ordered]
+        return out if limit is None else out[:limit]
 
     def count(self, where: Predicate | None) -> int:
         return len(self.matching(where))
@@ -284,25 +416,32 @@ class Oracle:
     def _field_value(self, pid: str, name: str) -> Any:
         return pid if name == "profile_id" else self.rows[pid].get(name)
 
+    def _row_value(self, pid: str, expr: Col | EventFn) -> Any:
+        """A listing expression's normalised (sortable) value: a field or an event function."""
+        if isinstance(expr, EventFn):
+            return self.event_value(pid, expr)
+        return self._field_value(pid, expr.name)
+
     def _listing(self, spec: SelectSpec, ids: list[str]) -> tuple[list[str], list[tuple]]:
         outputs = self._outputs(spec)
-        keys = [(lambda pid, n=o.expr.name: self._field_value(pid, n), o.desc, bool(o.nulls_first))
+        keys = [(lambda pid, e=o.expr: self._row_value(pid, e), o.desc, bool(o.nulls_first))
                 for o in spec.order_by]
         ids = sort_by_keys(ids, keys)
-        rows = [tuple(self._out(o.expr.name, self._field_value(pid, o.expr.name)) for o in outputs)
-                for pid in ids]
+        rows = [tuple(self._out(o.expr, self._row_value(pid, o.expr)) for o in outputs) for pid in ids]
         return [column_name(o) for o in outputs], rows
 
-    def _out(self, name: str, value: Any) -> Any:
-        return value if name == "profile_id" else output_value(self.schema[name], value)
+    def _out(self, expr: Col | EventFn, value: Any) -> Any:
+        if isinstance(expr, EventFn):
+            return event_output(expr, value)
+        return value if expr.name == "profile_id" else output_value(self.schema[expr.name], value)
 
     # -- aggregates -----------------------------------------------------------------
     def _groups(self, spec: SelectSpec, ids: list[str]) -> dict[tuple, list[dict]]:
         if not spec.group_by:
-            return {(): [self.rows[pid] for pid in ids]}
+            return {(): [self.profile(pid) for pid in ids]}
         groups: dict[tuple, list[dict]] = {}
         for pid in ids:
-            row = self.rows[pid]
+            row = self.profile(pid)
             for key in itertools.product(*(self._group_values(row, f) for f in spec.group_by)):
                 groups.setdefault(key, []).append(row)
         return groups
@@ -335,21 +474,31 @@ class Oracle:
             return value   # group keys are str, bool or None: already output values
         value = self.aggregate(expr, rows)
         if expr.func in ("min", "max"):
+            if isinstance(expr.field, EventFn):
+                return event_output(expr.field, value)
             return output_value(self.schema[expr.field], value)
         return value
 
     def aggregate(self, agg: Agg, rows: list[dict]) -> Any:
-        """One aggregate over records; min/max come back normalised (µs for timestamps)."""
+        """One aggregate over records; min/max come back normalised (µs for timestamps).
+
+        `agg.field` may be an EventFn: the aggregate then runs over its per-profile values
+        (`rows` are Profiles).
+        """
         if agg.field is None:
             return len(rows)
-        values = [r[agg.field] for r in rows if r.get(agg.field) is not None]
+        if isinstance(agg.field, EventFn):
+            values = [v for v in (r.event_value(agg.field) for r in rows) if v is not None]
+            integral = agg.field.func == "count"
+        else:
+            values = [r[agg.field] for r in rows if r.get(agg.field) is not None]
+            integral = self.schema[agg.field] == "int"
         if agg.func == "count":
             return len(values)
         if not values:
             return None
         if agg.func in ("min", "max"):
             return min(values) if agg.func == "min" else max(values)
-        integral = self.schema[agg.field] == "int"
         scale = math.fsum(abs(v) for v in values)
         total = sum(values) if integral else math.fsum(values)
         if agg.func == "sum":
@@ -362,6 +511,8 @@ def column_name(output: Output) -> str:
     if output.alias is not None:
         return output.alias
     expr = output.expr
+    if isinstance(expr, EventFn):
+        return expr.sql     # the tests leave only plain calls unaliased, so the text is sqlglot's
     if isinstance(expr, Col):
         return expr.name
     return f"{expr.func.upper()}({'*' if expr.field is None else expr.field})"
@@ -423,6 +574,33 @@ def assert_same(what: str, expected: Any, got: Any) -> None:
     assert same_value(expected, got), diff_message(what, expected, got)
 
 
+def assert_same_events(what: str, expected_all: list[dict] | None, got: Any, limit: int) -> None:
+    """`events_of(pid, limit)` against the oracle's full list for the profile (Oracle.events_of).
+
+    Most recent first; events with equal timestamps may come in any order (the contract
+    leaves it open), also where the limit cuts through them.
+    """
+    if expected_all is None:
+        assert got is None, diff_message(what, None, got)
+        return
+    cut = expected_all[:limit]
+    ok = (isinstance(got, list) and all(isinstance(g, dict) for g in got)
+          and [g.get("ts") for g in got] == [e["ts"] for e in cut]
+          and all(_sub_multiset([g for g in got if g["ts"] == ts], [e for e in expected_all if e["ts"] == ts])
+                  for ts in {e["ts"] for e in cut}))
+    assert ok, diff_message(what, cut, got)
+
+
+def _sub_multiset(got: Sequence[Any], pool: Sequence[Any]) -> bool:
+    pool = list(pool)
+    for g in got:
+        hit = next((i for i, e in enumerate(pool) if same_value(e, g)), None)
+        if hit is None:
+            return False
+        pool.pop(hit)
+    return True
+
+
 def approx_like(template: Any, value: Any) -> Any:
     """`value` (an engine answer) as an expectation, loosened where `template` has Approx.
 
@@ -439,7 +617,8 @@ def approx_like(template: Any, value: Any) -> Any:
 
 
 __all__ = [
-    "Agg", "Approx", "Col", "Oracle", "OrderBy", "Output", "Result", "SelectSpec",
+    "Agg", "Approx", "Col", "EVENT_FUNCS", "EventFn", "Oracle", "OrderBy", "Output", "Profile", "Result",
+    "SelectSpec", "VALUE_FUNCS", "assert_same_events", "event_value",
     "and3", "approx_like", "assert_same", "between3", "bool3", "column_name", "compare3",
     "has3", "hash_order_key", "in3", "like3", "not3", "or3", "output_value", "same_value",
 ]

@@ -3,8 +3,10 @@
 After pyroaring's SetComparison machine (STYLE practice 15): each rule does the same
 thing to the engine and to the dict-of-dicts oracle; the invariant asks both a set of
 questions that together cover every stored value (a full `SELECT *` listing, counts,
-group-bys, profiles by id). Rules for identify, track, snapshot + reopen and add shard
-join when the engine has them.
+group-bys, profiles by id, recent events). Event batches (`track`: dict and columnar
+paths, late arrivals) interleave with upserts and deletes, and the query rules mix
+event-function conditions, listings and aggregates into the attribute questions. Rules for identify,
+snapshot + reopen and add shard join when the engine has them.
 """
 from __future__ import annotations
 
@@ -12,18 +14,22 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from oracle import Agg, Col, Oracle, Output, SelectSpec, assert_same
-from strategies import (FIELD_TYPES, GROUPABLE, ID_POOL, Delete, bulk_deletes, bulks, clock, column_batches,
-                        conditions, deletes, field_names, record_batches, schemas, selects, value_pools)
+from event_strategies import (EVENT_IDS, PROPERTIES, event_aggregates, event_listings, event_types, late_arrivals,
+                              mixed_conditions, track_columns, track_records, world_of)
+from oracle import Agg, Col, Oracle, Output, SelectSpec, assert_same, assert_same_events
+from strategies import (FIELD_TYPES, GROUPABLE, ID_POOL, NOW_US, Delete, bulk_deletes, bulks, clock,
+                        column_batches, conditions, deletes, field_names, record_batches, schemas, selects,
+                        value_pools)
 
 
 class StoreVsOracle(RuleBasedStateMachine):
-    @initialize(shards=st.sampled_from([1, 2, 5]), schema=schemas(max_size=4))
-    def setup(self, shards, schema):
+    @initialize(shards=st.sampled_from([1, 2, 5]), schema=schemas(max_size=4), types=event_types)
+    def setup(self, shards, schema, types):
         from cdpcore import Store
-        self.store, self.oracle = Store(shards=shards, clock=clock), Oracle()
+        self.store, self.oracle = Store(shards=shards, clock=clock), Oracle(now_us=NOW_US)
         self.store.define_fields(schema)
         self.oracle.define(schema)
+        self.types = types
 
     # -- writes ---------------------------------------------------------------------
     @rule(data=st.data())
@@ -36,6 +42,15 @@ class StoreVsOracle(RuleBasedStateMachine):
 
     @rule(op=deletes | bulk_deletes)
     def delete(self, op: Delete):
+        op.apply(self.store, self.oracle)
+
+    @rule(data=st.data())
+    def track(self, data):
+        """An event batch: dict or columnar path, or a stream tracked newest batch first."""
+        known = dict(self.oracle.event_props)
+        op = data.draw(st.one_of(track_records(self.types, PROPERTIES, known),
+                                 track_columns(self.types, PROPERTIES, known),
+                                 late_arrivals(self.types, PROPERTIES, known)), label="events")
         op.apply(self.store, self.oracle)
 
     @precondition(lambda self: len(self.oracle.rows) < 3000)
@@ -61,12 +76,17 @@ class StoreVsOracle(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def count_where(self, data):
-        cond = data.draw(conditions(self.oracle.schema, self.pools()), label="where")
+        pools, world = self.pools(), world_of(self.oracle, self.types)
+        cond = data.draw(st.one_of(conditions(self.oracle.schema, pools),
+                                   mixed_conditions(self.oracle.schema, pools, world)), label="where")
         assert_same(f"count({cond.sql!r})", self.oracle.count(cond.pred), self.store.count(cond.sql))
 
     @rule(data=st.data())
     def select(self, data):
-        query = data.draw(selects(self.oracle.schema, self.pools()), label="query")
+        pools, world = self.pools(), world_of(self.oracle, self.types)
+        query = data.draw(st.one_of(selects(self.oracle.schema, pools),
+                                    event_listings(self.oracle.schema, pools, world),
+                                    event_aggregates(self.oracle.schema, pools, world)), label="query")
         assert_same(query.sql, self.oracle.select(query.spec), self.store.query(query.sql))
 
     # -- the invariant --------------------------------------------------------------
@@ -87,6 +107,9 @@ class StoreVsOracle(RuleBasedStateMachine):
                 assert_same(sql, self.oracle.select(spec), self.store.query(sql))
         for pid in ID_POOL[:8]:
             assert_same(f"get_profile({pid!r})", self.oracle.get_profile(pid), self.store.get_profile(pid))
+        for pid in EVENT_IDS[4:]:
+            assert_same_events(f"events_of({pid!r}, 3)", self.oracle.events_of(pid),
+                               self.store.events_of(pid, 3), 3)
 
     def teardown(self):
         if hasattr(self, "store"):
