@@ -16,11 +16,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cdpcore.membership import DEFAULT_RETAINED
+from cdpcore.segments import DEFAULT_REFRESH_S
 from server.cluster import Cluster
 from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc, profile_store_pb2, profile_store_pb2_grpc
 from server.pb.cdp.v1 import shard_pb2, shard_pb2_grpc
 from server.router_service import AdminService, ProfileStoreService
 from server.shard_service import ShardService
+from server.watch import MAX_WATCHES
 
 log = logging.getLogger("cdp.server")
 
@@ -60,22 +63,27 @@ def limit_malloc_arenas() -> None:
         pass
 
 
-def build_shard(host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.Server, int, ShardService]:
+def build_shard(host: str = "127.0.0.1", port: int = 0, retained_changes: int = DEFAULT_RETAINED
+                ) -> tuple[grpc.Server, int, ShardService]:
+    """`retained_changes`: segment changes kept per segment for watchers to resume from."""
     limit_malloc_arenas()
-    service = ShardService()
-    server = _server(INTERNAL_MESSAGE_BYTES, workers=16)
+    service = ShardService(retained_changes)
+    # watch streams hold a worker each for their whole life: room for them on top
+    server = _server(INTERNAL_MESSAGE_BYTES, workers=16 + MAX_WATCHES)
     shard_pb2_grpc.add_ShardStoreServicer_to_server(service, server)
     name = shard_pb2.DESCRIPTOR.services_by_name["ShardStore"].full_name
     return server, _finish(server, f"{host}:{port}", [name]), service
 
 
 def build_router(shards: list[str], host: str = "127.0.0.1", port: int = 0,
-                 clock: Callable[[], float] = time.time) -> tuple[grpc.Server, int, Cluster]:
+                 clock: Callable[[], float] = time.time,
+                 segment_refresh_s: float | None = DEFAULT_REFRESH_S) -> tuple[grpc.Server, int, Cluster]:
     """`clock` is the router's now() for queries and for events tracked without a time
-    (the demo pins it to its sample data's reference date)."""
-    cluster = Cluster(shards, clock)
+    (the demo pins it to its sample data's reference date); `segment_refresh_s` how often
+    time-dependent segments are re-evaluated (None: never)."""
+    cluster = Cluster(shards, clock, segment_refresh_s)
     cluster.connect()
-    server = _server(MAX_REQUEST_BYTES, workers=32)
+    server = _server(MAX_REQUEST_BYTES, workers=32 + MAX_WATCHES)
     profile_store_pb2_grpc.add_ProfileStoreServicer_to_server(ProfileStoreService(cluster), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(cluster), server)
     names = [profile_store_pb2.DESCRIPTOR.services_by_name["ProfileStore"].full_name,

@@ -5,29 +5,43 @@ It runs the engine's own write paths (`ingest.write` for profiles,
 shard its part; queries are parsed here once (so errors come back fast and positioned),
 executed on every shard in parallel, and merged by the engine's reducer. The public
 servicers are thin layers over these methods.
+
+Saved segments: the router holds the catalog (definitions compiled against the cluster's
+schemas, checked for names, dependencies and cycles); shards hold each segment's members
+and change log, kept current by every write they apply. A restarted router learns the
+definitions back from the shards, and a refresh timer re-binds the time-dependent ones.
 """
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 
 from cdpcore import routing, tracking, wire
-from cdpcore.errors import ProfileNotFound
+from cdpcore.errors import ProfileNotFound, QueryError
 from cdpcore.ingest import PreparedBatch, Rejections, write
 from cdpcore.query import reduce as rd
 from cdpcore.query import compile_select, compile_where, event_warnings
 from cdpcore.query.reduce import Partial
+from cdpcore.query.ir import Predicate
 from cdpcore.schema import Schema
+from cdpcore.segments import DEFAULT_REFRESH_S, Refresher, SegmentCatalog, SegmentDef, SegmentInfo
 from cdpcore.slots import SlotMap
 from cdpcore.store import DeleteResult, QueryResult, TrackResult, UpsertResult
 from cdpcore.tracking import EventSchema
+from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb
 from server.shard_client import ShardClient
+from server.watch import SegmentFanIn
+
+log = logging.getLogger("cdp.server")
 
 
 @dataclass
@@ -46,19 +60,25 @@ Defer = Callable[[Callable[[], None]], None]
 class Cluster:
     """Safe for concurrent use: the schemas lock themselves, clients are thread-safe."""
 
-    def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time,
+                 segment_refresh_s: float | None = DEFAULT_REFRESH_S) -> None:
+        """`segment_refresh_s`: how often time-dependent segments are re-evaluated (None: never)."""
         if not addresses:
             raise ValueError("a cluster needs at least one shard address")
         self.clients = [ShardClient(a) for a in addresses]
         self.slot_map = SlotMap.even(len(addresses))
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
+        self.segments = SegmentCatalog()
         self._clock = clock
         # Each fan-out holds one thread per shard for the length of a shard call, and the
         # router serves up to 32 calls at once (app.py), so size for that, not for cores.
         self._pool = ThreadPoolExecutor(max_workers=32 * len(addresses), thread_name_prefix="cdp-fanout")
+        self._ddl = threading.Lock()    # segment create/delete/refresh, one at a time
+        self._refresher = Refresher(self.refresh_segments, segment_refresh_s)
 
     def close(self) -> None:
+        self._refresher.stop()
         self._pool.shutdown(wait=False)
         for c in self.clients:
             c.close()
@@ -76,6 +96,7 @@ class Cluster:
             self.events.note_types(reply.event_types)
         if self.schema.fields():
             self.define(self.schema.to_dict())
+        self._learn_segments()
 
     # ---- schema --------------------------------------------------------------------
     def define(self, spec: Mapping[str, Any]) -> None:
@@ -153,12 +174,12 @@ class Cluster:
         tracked are not an error (they match nothing) but come back as warnings."""
         now_us = self._now_us()
         if _is_select(sql):
-            select = compile_select(sql, self.schema, now_us, self.events)
+            select = compile_select(sql, self.schema, now_us, self.events, self.segments.names())
             request = pb.ExecuteRequest(plan=wire.encode_plan(select), epoch=self.slot_map.epoch)
             merged = rd.merge_all(select, self._partials(request, timeout))
             return QueryResult([c.name for c in select.columns], rd.finalize(select, merged, self.schema),
                                event_warnings(select, self.events))
-        where = compile_where(sql, self.schema, now_us, self.events)
+        where = self._compile(sql, now_us, self.segments.names())
         request = pb.ExecuteRequest(plan=wire.encode_plan(where), count_only=True, epoch=self.slot_map.epoch)
         return QueryResult(["count"], [(sum(p.states[0] for p in self._partials(request, timeout)),)],
                            event_warnings(where, self.events))
@@ -166,12 +187,15 @@ class Cluster:
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
 
+    def _compile(self, where: str, now_us: int, segments: Collection[str]) -> Predicate | None:
+        return compile_where(where, self.schema, now_us, self.events, segments)
+
     def _partials(self, request: pb.ExecuteRequest, timeout: float | None) -> list[Partial]:
         replies = self._fanout(lambda c: c.call("Execute", request, timeout), self.clients)
         return [wire.decode_partial(r.partial) for r in replies]
 
     def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:
-        plan = compile_where(where, self.schema, self._now_us(), self.events)
+        plan = self._compile(where, self._now_us(), self.segments.names())
         request = pb.ShardListIdsRequest(where=wire.encode_plan(plan), batch_size=batch_size)
         for client in self.clients:
             for batch in client.stream("ListIds", request):
@@ -186,20 +210,130 @@ class Cluster:
             return ShardHealth(client.address, True, "", list(s.slots), s.profiles, s.memory_bytes)
         return self._fanout(probe, self.clients)
 
+    # ---- saved segments ----------------------------------------------------------------
+    def create_segment(self, name: str, where: str, timeout: float | None = None) -> SegmentInfo:
+        """Compile and check here, compute the members on every shard, then serve it; if a
+        shard fails, the shards that took it drop it again and the error is raised."""
+        with self._ddl:
+            now = self._now_us()
+            defn = self.segments.define(name, where, self._compile, now)
+            request = pb.DefineSegmentRequest(definition=defn.to_bytes(), now_us=now)
+            outcomes = self._attempt(lambda c: c.call("DefineSegment", request, timeout), self.clients)
+            failed = [e for _, e in outcomes if e is not None]
+            if failed:
+                self._drop_quietly(name, [c for c, (_, e) in zip(self.clients, outcomes) if e is None])
+                raise failed[0]
+            self.segments.add(defn)
+        if defn.time_dependent:
+            self._refresher.start()
+        return SegmentInfo.of(defn, sum(r.size for r, _ in outcomes))
+
+    def get_segment(self, name: str, timeout: float | None = None) -> SegmentInfo:
+        defn = self.segments.get(name)
+        return SegmentInfo.of(defn, self._segment_sizes(timeout)[name])
+
+    def list_segments(self, timeout: float | None = None) -> list[SegmentInfo]:
+        sizes = self._segment_sizes(timeout)
+        return [SegmentInfo.of(d, sizes[d.name]) for d in self.segments.all()]
+
+    def delete_segment(self, name: str, timeout: float | None = None) -> None:
+        """Refused while other segments read it; if a shard cannot drop it, it stays."""
+        with self._ddl:
+            defn = self.segments.remove(name)
+            try:
+                request = pb.DropSegmentRequest(name=name)
+                self._fanout(lambda c: c.call("DropSegment", request, timeout), self.clients)
+            except Exception:
+                self.segments.restore(defn)
+                raise
+
+    def refresh_segments(self) -> list[str]:
+        """Re-bind the time-dependent segments to the clock and re-evaluate them on every
+        shard, in dependency order (the refresh timer calls this); returns their names."""
+        with self._ddl:
+            now = self._now_us()
+            defs = self.segments.rebound(self._compile, now)
+            for defn in defs:
+                request = pb.RefreshSegmentRequest(definition=defn.to_bytes(), now_us=now)
+                self._fanout(lambda c: c.call("RefreshSegment", request), self.clients)
+        return [d.name for d in defs]
+
+    def export_segment(self, name: str, fields: list[str], batch_size: int,
+                       timeout: float | None = None) -> Iterator[ps.ExportSegmentResponse]:
+        """Members in batches, shard after shard; `timeout` (None: none) bounds each shard's stream."""
+        self.segments.get(name)
+        for f in fields:
+            if f not in self.schema:
+                raise QueryError(f"unknown field {f!r}")
+        request = pb.ShardExportRequest(name=name, fields=fields, batch_size=batch_size)
+        for client in self.clients:
+            yield from client.stream("ExportSegment", request, timeout)
+
+    def watch_segment(self, name: str, after: Mapping[int, int], initial: bool) -> SegmentFanIn:
+        """Every shard's changes of a segment, fanned in (see server/watch.py); shards named
+        in `after` resume after that seq, the others start now (with members if `initial`)."""
+        self.segments.get(name)
+        unknown = sorted(set(after) - set(range(len(self.clients))))
+        if unknown:
+            raise QueryError(f"shard {unknown[0]} does not exist (shards are 0..{len(self.clients) - 1})")
+        calls = [client.open_stream("WatchSegment", pb.ShardWatchRequest(
+                     name=name, resume=i in after, after=after.get(i, 0), initial=initial, shard=i), None)
+                 for i, client in enumerate(self.clients)]
+        return SegmentFanIn(self.clients, calls)
+
+    def _segment_sizes(self, timeout: float | None) -> Counter[str]:
+        sizes: Counter[str] = Counter()
+        for reply in self._fanout(lambda c: c.call("Segments", pb.SegmentsRequest(), timeout), self.clients):
+            sizes.update({s.name: s.size for s in reply.segments})
+        return sizes
+
+    def _learn_segments(self) -> None:
+        """Serve the segments the shards hold (a restarted router must keep them), in
+        creation order; a shard that lacks one (it restarted empty) is given it again."""
+        replies = self._fanout(lambda c: c.call("Segments", pb.SegmentsRequest(definitions=True)),
+                               self.clients)
+        held = [{s.name for s in r.segments} for r in replies]
+        found: dict[str, SegmentDef] = {}
+        for defn in (SegmentDef.from_bytes(s.definition) for r in replies for s in r.segments):
+            if defn.name not in found or defn.bound_us > found[defn.name].bound_us:
+                found[defn.name] = defn
+        now = self._now_us()
+        for defn in sorted(found.values(), key=lambda d: (d.created_us, d.name)):
+            missing = [c for c, names in zip(self.clients, held) if defn.name not in names]
+            request = pb.DefineSegmentRequest(definition=defn.to_bytes(), now_us=now)
+            self._fanout(lambda c: c.call("DefineSegment", request), missing)
+            self.segments.restore(defn)
+            if defn.time_dependent:
+                self._refresher.start()
+
+    def _drop_quietly(self, name: str, clients: list[ShardClient]) -> None:
+        """Roll back a half-made segment; a shard that cannot drop it is logged (the
+        next router to connect would give it back to the others: see _learn_segments)."""
+        request = pb.DropSegmentRequest(name=name)
+        for _, error in self._attempt(lambda c: c.call("DropSegment", request), clients):
+            if error is not None:
+                log.warning("rolling back segment %r: %s", name, error)
+
     # ---- fan-out -------------------------------------------------------------------
     def _fanout(self, fn: Callable[[Any], Any], items: list) -> list:
         """Run fn on every item in parallel; the first failure is raised (never a
         partial answer), after every call has finished."""
+        outcomes = self._attempt(fn, items)
+        for _, error in outcomes:
+            if error is not None:
+                raise error
+        return [result for result, _ in outcomes]
+
+    def _attempt(self, fn: Callable[[Any], Any], items: list) -> list[tuple[Any, Exception | None]]:
+        """Run fn on every item in parallel: (result, None) or (None, error) per item."""
         futures = [self._pool.submit(fn, x) for x in items]
-        results, error = [], None
+        outcomes: list[tuple[Any, Exception | None]] = []
         for f in futures:
             try:
-                results.append(f.result())
-            except Exception as e:  # noqa: BLE001 - re-raised below
-                error = error or e
-        if error is not None:
-            raise error
-        return results
+                outcomes.append((f.result(), None))
+            except Exception as e:  # noqa: BLE001 - the caller decides
+                outcomes.append((None, e))
+        return outcomes
 
 
 _LEADING = re.compile(r"(\s+|--[^\n]*(\n|$)|/\*.*?\*/|\()*", re.DOTALL)

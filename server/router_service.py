@@ -15,9 +15,11 @@ from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc
 from server.pb.cdp.v1 import profile_store_pb2 as pb
 from server.pb.cdp.v1 import profile_store_pb2_grpc
 from server.status import rpc
+from server.watch import WatchLimit
 
 
 DEFAULT_EVENTS_LIMIT = 100     # GetProfile's events when the request says 0
+DEFAULT_EXPORT_BATCH = 10_000  # ExportSegment's members per message when the request says 0
 
 Write = Callable[[Any, int, float | None, Defer | None], UpsertResult]
 
@@ -25,6 +27,7 @@ Write = Callable[[Any, int, float | None, Defer | None], UpsertResult]
 class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
+        self._watches = WatchLimit()
 
     @rpc
     def Upsert(self, request: pb.UpsertRequest, context) -> pb.UpsertResponse:
@@ -105,6 +108,40 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
         self.cluster.define({f.name: f.type for f in request.fields})
         return self._schema()
 
+    # ---- saved segments --------------------------------------------------------------
+    @rpc
+    def CreateSegment(self, request: pb.CreateSegmentRequest, context) -> pb.SegmentInfo:
+        info = self.cluster.create_segment(request.name, request.where, context.time_remaining())
+        return codec.segment_info_message(info)
+
+    @rpc
+    def GetSegment(self, request: pb.GetSegmentRequest, context) -> pb.SegmentInfo:
+        return codec.segment_info_message(self.cluster.get_segment(request.name, context.time_remaining()))
+
+    @rpc
+    def ListSegments(self, request: pb.ListSegmentsRequest, context) -> pb.ListSegmentsResponse:
+        infos = self.cluster.list_segments(context.time_remaining())
+        return pb.ListSegmentsResponse(segments=[codec.segment_info_message(i) for i in infos])
+
+    @rpc
+    def DeleteSegment(self, request: pb.DeleteSegmentRequest, context) -> pb.DeleteSegmentResponse:
+        self.cluster.delete_segment(request.name, context.time_remaining())
+        return pb.DeleteSegmentResponse()
+
+    @rpc
+    def ExportSegment(self, request: pb.ExportSegmentRequest, context) -> Iterator[pb.ExportSegmentResponse]:
+        yield from self.cluster.export_segment(request.name, list(request.fields),
+                                               request.batch_size or DEFAULT_EXPORT_BATCH,
+                                               context.time_remaining())
+
+    @rpc
+    def WatchSegment(self, request: pb.WatchSegmentRequest, context) -> Iterator[pb.WatchSegmentResponse]:
+        """Until the client goes away (the callback stops the shard streams at once)."""
+        with self._watches.slot():
+            stream = self.cluster.watch_segment(request.name, dict(request.after), request.initial)
+            context.add_callback(stream.cancel)
+            yield from stream
+
     def _schema(self) -> pb.SchemaResponse:
         fields = [pb.FieldSpec(name=f.name, type=f.type.value) for f in self.cluster.schema.fields()]
         events = self.cluster.events
@@ -162,7 +199,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             slot_ranges=[admin_pb2.SlotRange(first=a, last=b) for a, b in slot_ranges(h.slots or [])],
             profiles=h.profiles, memory_bytes=h.memory_bytes) for h in self.cluster.health()]
         return admin_pb2.ClusterStatusResponse(slot_map_epoch=self.cluster.slot_map.epoch, shards=shards,
-                                               profiles=sum(s.profiles for s in shards))
+                                               profiles=sum(s.profiles for s in shards),
+                                               segments=len(self.cluster.segments.names()))
 
 
 def slot_ranges(slots: list[int]) -> list[tuple[int, int]]:

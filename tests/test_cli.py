@@ -62,3 +62,10 @@ def test_cluster_demo_reports_query_errors_with_the_status_code():
                                       "SELECT count(*) FROM profiles WHERE agee > 3"])
     assert result.exit_code == 1
     assert "INVALID_ARGUMENT" in result.output and "agee" in result.output
+
+
+def test_segment_commands_are_all_there():
+    result = CliRunner().invoke(cli, ["segment", "--help"])
+    assert result.exit_code == 0
+    for command in ("create", "list", "show", "delete", "export", "watch"):
+        assert f"  {command} " in result.output

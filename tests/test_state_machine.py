@@ -5,10 +5,15 @@ thing to the engine and to the dict-of-dicts oracle; the invariant asks both a s
 questions that together cover every stored value (a full `SELECT *` listing, counts,
 group-bys, profiles by id, recent events). Event batches (`track`: dict and columnar
 paths, late arrivals) interleave with upserts and deletes, and the query rules mix
-event-function conditions, listings and aggregates into the attribute questions. Rules for identify,
-snapshot + reopen and add shard join when the engine has them.
+event-function conditions, listings and aggregates into the attribute questions. Saved
+segments must always equal their conditions; persistent stores are closed and reopened,
+or crashed (no final snapshot) and recovered, between steps. Rules for identify and add
+shard join when the engine has them.
 """
 from __future__ import annotations
+
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import settings, strategies as st
@@ -23,13 +28,54 @@ from strategies import (FIELD_TYPES, GROUPABLE, ID_POOL, NOW_US, Delete, bulk_de
 
 
 class StoreVsOracle(RuleBasedStateMachine):
-    @initialize(shards=st.sampled_from([1, 2, 5]), schema=schemas(max_size=4), types=event_types)
-    def setup(self, shards, schema, types):
-        from cdpcore import Store
-        self.store, self.oracle = Store(shards=shards, clock=clock), Oracle(now_us=NOW_US)
+    @initialize(shards=st.sampled_from([1, 2, 5]), schema=schemas(max_size=4), types=event_types,
+                persistent=st.booleans())
+    def setup(self, shards, schema, types, persistent):
+        self.shards = shards
+        self.data_dir = tempfile.mkdtemp(prefix="cdp-sm-") if persistent else None
+        self.store, self.oracle = self.open(), Oracle(now_us=NOW_US)
         self.store.define_fields(schema)
         self.oracle.define(schema)
         self.types = types
+        self.segments: dict[str, str] = {}  # name → condition text
+
+    def open(self):
+        from cdpcore import Store
+        return Store(shards=self.shards, clock=clock, segment_refresh_s=None,
+                     data_dir=self.data_dir, fsync="never")
+
+    # -- restarts (persistent stores only) ---------------------------------------------
+    @precondition(lambda self: self.data_dir is not None)
+    @rule()
+    def close_and_reopen(self):
+        """A graceful restart: final snapshot, then recovery from it."""
+        self.store.close()
+        self.store = self.open()
+
+    @precondition(lambda self: self.data_dir is not None)
+    @rule(snapshot_first=st.booleans())
+    def crash_and_reopen(self, snapshot_first):
+        """A crash (no final snapshot; the OS keeps what was written): recovery replays
+        the WAL, after a snapshot or from the start."""
+        if snapshot_first:
+            self.store.snapshot()
+        for d in self.store._durable:
+            d.wal.close()
+            d._lock_file.release()
+        self.store._refresher.stop()
+        self.store = self.open()
+
+    # -- saved segments ------------------------------------------------------------------
+    @precondition(lambda self: len(self.segments) < 4)
+    @rule(data=st.data())
+    def create_segment(self, data):
+        """The clock is fixed here, so a segment's members must always equal its condition."""
+        pools, world = self.pools(), world_of(self.oracle, self.types)
+        cond = data.draw(st.one_of(conditions(self.oracle.schema, pools),
+                                   mixed_conditions(self.oracle.schema, pools, world)), label="segment")
+        name = f"s{len(self.segments)}"
+        self.store.create_segment(name, cond.sql)
+        self.segments[name] = cond.sql
 
     # -- writes ---------------------------------------------------------------------
     @rule(data=st.data())
@@ -110,10 +156,18 @@ class StoreVsOracle(RuleBasedStateMachine):
         for pid in EVENT_IDS[4:]:
             assert_same_events(f"events_of({pid!r}, 3)", self.oracle.events_of(pid),
                                self.store.events_of(pid, 3), 3)
+        for name, where in self.segments.items():
+            members = {pid for b in self.store.export_segment(name) for pid in b.ids}
+            expected = {r[0] for r in self.store.query(
+                f"SELECT profile_id FROM profiles WHERE {where}").rows}
+            assert members == expected, (name, where)
+            assert_same(f"in_segment({name})", len(expected), self.store.count(f"in_segment('{name}')"))
 
     def teardown(self):
         if hasattr(self, "store"):
             self.store.close()
+        if getattr(self, "data_dir", None):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 StoreVsOracle.TestCase.settings = settings(stateful_step_count=25)

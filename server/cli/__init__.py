@@ -7,6 +7,7 @@ from .cluster import cluster
 from .data import profile, query
 from .demo import demo
 from .ingest import ingest
+from .segments import segment
 from .serve import router, serve, shard
 
 
@@ -16,7 +17,7 @@ def cli() -> None:
     """cdpcore: an in-memory customer-profile store with SQL segments."""
 
 
-for command in (demo, serve, shard, router, query, profile, cluster, ingest):
+for command in (demo, serve, shard, router, query, profile, segment, cluster, ingest):
     cli.add_command(command)
 
 

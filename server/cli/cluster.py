@@ -22,4 +22,5 @@ def status(client: Client) -> None:
              ",".join(f"{r.first}-{r.last}" for r in s.slot_ranges), f"{s.profiles:,}",
              f"{s.memory_bytes / 2**20:,.0f} MiB"] for s in reply.shards]
     click.echo(format_table(["shard", "health", "slots", "ranges", "profiles", "memory"], rows))
-    click.echo(f"slot map epoch {reply.slot_map_epoch}; {reply.profiles:,} profiles")
+    click.echo(f"slot map epoch {reply.slot_map_epoch}; {reply.profiles:,} profiles; "
+               f"{reply.segments} saved segments")

@@ -10,6 +10,8 @@ what the message shape itself requires (lengths, dictionary codes); the engine j
   (results → replies). Client side (`cdp ingest`, bench): `batch_from_columns`,
   `profiles_from_records`, `query_result`.
 - `events`: the same for behavioural events (Track, GetProfile's events).
+- `segments`: saved segments (definitions shipped to shards, SegmentInfo, changes,
+  export batches).
 
 The columnar path is vectorised: repeated numeric fields become numpy arrays through the
 buffer protocol (`np.asarray`), raw `*_le` bytes through `np.frombuffer`, and the nulls
@@ -17,8 +19,10 @@ bitmap through `np.unpackbits`; nothing loops over records in Python.
 """
 from __future__ import annotations
 
-__all__ = ["INT64_MAX", "INT64_MIN", "Unencodable", "batch_from_columns", "columns_from_batch",
-           "decode_column", "encode_column", "event_batch_from_columns", "event_batch_size",
+__all__ = ["INT64_MAX", "INT64_MIN", "Unencodable", "batch_from_columns", "change_messages",
+           "columns_from_batch", "decode_column", "encode_column",
+           "export_columns", "export_response", "initial_messages", "segment_info_message",
+           "segment_info_of", "event_batch_from_columns", "event_batch_size",
            "event_columns_from_batch",
            "event_message", "event_of_message", "event_of_record", "events_from_records", "profile_message",
            "profiles_from_records", "python_of", "query_response", "query_result", "records_from_events",
@@ -40,6 +44,8 @@ from .events import (Unencodable, event_batch_from_columns, event_batch_size, ev
                      event_message,
                      event_of_message, event_of_record, events_from_records, records_from_events,
                      track_response)
+from .segments import (change_messages, export_columns,
+                       export_response, initial_messages, segment_info_message, segment_info_of)
 from .values import (INT64_MAX, INT64_MIN, bitmap_of_mask, categorical_of, datetime64_of_micros, fill_dict,
                      mask_of_bitmap, micros_of_datetime64, python_of, value_of)
 

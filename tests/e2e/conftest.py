@@ -2,6 +2,7 @@
 teardown, even when the test fails."""
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -52,6 +53,18 @@ def stop(proc: subprocess.Popen) -> None:
         except (subprocess.TimeoutExpired, ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[Running]:
+    """`cdp serve --port 0 ARGS` for the length of a with block."""
+    proc, address = start("serve", "--port", "0", *args)
+    running = Running(proc, address)
+    try:
+        yield running
+    finally:
+        running.channel.close()
+        stop(proc)
 
 
 @pytest.fixture

@@ -37,11 +37,13 @@ class ShardStatus(_message.Message):
     def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ..., slots_owned: _Optional[int] = ..., slot_ranges: _Optional[_Iterable[_Union[SlotRange, _Mapping]]] = ..., profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("slot_map_epoch", "shards", "profiles")
+    __slots__ = ("slot_map_epoch", "shards", "profiles", "segments")
     SLOT_MAP_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     PROFILES_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     slot_map_epoch: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStatus]
     profiles: int
-    def __init__(self, slot_map_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., profiles: _Optional[int] = ...) -> None: ...
+    segments: int
+    def __init__(self, slot_map_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., profiles: _Optional[int] = ..., segments: _Optional[int] = ...) -> None: ...

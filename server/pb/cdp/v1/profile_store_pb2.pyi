@@ -327,3 +327,119 @@ class SchemaResponse(_message.Message):
     event_properties: _containers.RepeatedCompositeFieldContainer[FieldSpec]
     event_types: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, fields: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., strict: _Optional[bool] = ..., event_properties: _Optional[_Iterable[_Union[FieldSpec, _Mapping]]] = ..., event_types: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateSegmentRequest(_message.Message):
+    __slots__ = ("name", "where")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    where: str
+    def __init__(self, name: _Optional[str] = ..., where: _Optional[str] = ...) -> None: ...
+
+class SegmentInfo(_message.Message):
+    __slots__ = ("name", "where", "size", "time_dependent", "depends_on", "created_at_us", "refreshed_at_us")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TIME_DEPENDENT_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    REFRESHED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    where: str
+    size: int
+    time_dependent: bool
+    depends_on: _containers.RepeatedScalarFieldContainer[str]
+    created_at_us: int
+    refreshed_at_us: int
+    def __init__(self, name: _Optional[str] = ..., where: _Optional[str] = ..., size: _Optional[int] = ..., time_dependent: _Optional[bool] = ..., depends_on: _Optional[_Iterable[str]] = ..., created_at_us: _Optional[int] = ..., refreshed_at_us: _Optional[int] = ...) -> None: ...
+
+class GetSegmentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListSegmentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSegmentsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentInfo]
+    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteSegmentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteSegmentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExportSegmentRequest(_message.Message):
+    __slots__ = ("name", "fields", "batch_size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    batch_size: int
+    def __init__(self, name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class ExportSegmentResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: ColumnBatch
+    def __init__(self, members: _Optional[_Union[ColumnBatch, _Mapping]] = ...) -> None: ...
+
+class WatchSegmentRequest(_message.Message):
+    __slots__ = ("name", "after", "initial")
+    class AfterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after: _containers.ScalarMap[int, int]
+    initial: bool
+    def __init__(self, name: _Optional[str] = ..., after: _Optional[_Mapping[int, int]] = ..., initial: _Optional[bool] = ...) -> None: ...
+
+class SegmentChange(_message.Message):
+    __slots__ = ("profile_id", "entered", "shard", "seq", "initial")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    entered: bool
+    shard: int
+    seq: int
+    initial: bool
+    def __init__(self, profile_id: _Optional[str] = ..., entered: _Optional[bool] = ..., shard: _Optional[int] = ..., seq: _Optional[int] = ..., initial: _Optional[bool] = ...) -> None: ...
+
+class WatchSegmentResponse(_message.Message):
+    __slots__ = ("changes", "initial_done", "positions")
+    class PositionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DONE_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[SegmentChange]
+    initial_done: bool
+    positions: _containers.ScalarMap[int, int]
+    def __init__(self, changes: _Optional[_Iterable[_Union[SegmentChange, _Mapping]]] = ..., initial_done: _Optional[bool] = ..., positions: _Optional[_Mapping[int, int]] = ...) -> None: ...

@@ -85,6 +85,36 @@ class ProfileStoreStub:
                 request_serializer=cdp_dot_v1_dot_profile__store__pb2.DefineFieldsRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_profile__store__pb2.SchemaResponse.FromString,
                 _registered_method=True)
+        self.CreateSegment = channel.unary_unary(
+                '/cdp.v1.ProfileStore/CreateSegment',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.CreateSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.SegmentInfo.FromString,
+                _registered_method=True)
+        self.GetSegment = channel.unary_unary(
+                '/cdp.v1.ProfileStore/GetSegment',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.GetSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.SegmentInfo.FromString,
+                _registered_method=True)
+        self.ListSegments = channel.unary_unary(
+                '/cdp.v1.ProfileStore/ListSegments',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.ListSegmentsRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.ListSegmentsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSegment = channel.unary_unary(
+                '/cdp.v1.ProfileStore/DeleteSegment',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.DeleteSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.DeleteSegmentResponse.FromString,
+                _registered_method=True)
+        self.ExportSegment = channel.unary_stream(
+                '/cdp.v1.ProfileStore/ExportSegment',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.ExportSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.ExportSegmentResponse.FromString,
+                _registered_method=True)
+        self.WatchSegment = channel.unary_stream(
+                '/cdp.v1.ProfileStore/WatchSegment',
+                request_serializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.FromString,
+                _registered_method=True)
 
 
 class ProfileStoreServicer:
@@ -155,6 +185,45 @@ class ProfileStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSegment(self, request, context):
+        """Saved segments: a name for a condition, its members kept current by every write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSegment(self, request, context):
+        """Every member (and optionally some fields), in batches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSegment(self, request, context):
+        """Members entering and leaving as it happens, until the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProfileStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +276,36 @@ def add_ProfileStoreServicer_to_server(servicer, server):
                     servicer.DefineFields,
                     request_deserializer=cdp_dot_v1_dot_profile__store__pb2.DefineFieldsRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_profile__store__pb2.SchemaResponse.SerializeToString,
+            ),
+            'CreateSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSegment,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.CreateSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.SegmentInfo.SerializeToString,
+            ),
+            'GetSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegment,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.GetSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.SegmentInfo.SerializeToString,
+            ),
+            'ListSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegments,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.ListSegmentsRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.ListSegmentsResponse.SerializeToString,
+            ),
+            'DeleteSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSegment,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.DeleteSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.DeleteSegmentResponse.SerializeToString,
+            ),
+            'ExportSegment': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportSegment,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.ExportSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.ExportSegmentResponse.SerializeToString,
+            ),
+            'WatchSegment': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSegment,
+                    request_deserializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +579,168 @@ class ProfileStore:
             '/cdp.v1.ProfileStore/DefineFields',
             cdp_dot_v1_dot_profile__store__pb2.DefineFieldsRequest.SerializeToString,
             cdp_dot_v1_dot_profile__store__pb2.SchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/CreateSegment',
+            cdp_dot_v1_dot_profile__store__pb2.CreateSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.SegmentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/GetSegment',
+            cdp_dot_v1_dot_profile__store__pb2.GetSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.SegmentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/ListSegments',
+            cdp_dot_v1_dot_profile__store__pb2.ListSegmentsRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.ListSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/DeleteSegment',
+            cdp_dot_v1_dot_profile__store__pb2.DeleteSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.DeleteSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/ExportSegment',
+            cdp_dot_v1_dot_profile__store__pb2.ExportSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.ExportSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.v1.ProfileStore/WatchSegment',
+            cdp_dot_v1_dot_profile__store__pb2.WatchSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,8 +2,8 @@ from server.pb.cdp.v1 import profile_store_pb2 as _profile_store_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -110,3 +110,79 @@ class ShardAssignRequest(_message.Message):
     slots: _containers.RepeatedScalarFieldContainer[int]
     epoch: int
     def __init__(self, slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class DefineSegmentRequest(_message.Message):
+    __slots__ = ("definition", "now_us")
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    NOW_US_FIELD_NUMBER: _ClassVar[int]
+    definition: bytes
+    now_us: int
+    def __init__(self, definition: _Optional[bytes] = ..., now_us: _Optional[int] = ...) -> None: ...
+
+class DefineSegmentResponse(_message.Message):
+    __slots__ = ("size",)
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    def __init__(self, size: _Optional[int] = ...) -> None: ...
+
+class RefreshSegmentRequest(_message.Message):
+    __slots__ = ("definition", "now_us")
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    NOW_US_FIELD_NUMBER: _ClassVar[int]
+    definition: bytes
+    now_us: int
+    def __init__(self, definition: _Optional[bytes] = ..., now_us: _Optional[int] = ...) -> None: ...
+
+class DropSegmentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SegmentsRequest(_message.Message):
+    __slots__ = ("definitions",)
+    DEFINITIONS_FIELD_NUMBER: _ClassVar[int]
+    definitions: bool
+    def __init__(self, definitions: _Optional[bool] = ...) -> None: ...
+
+class ShardSegment(_message.Message):
+    __slots__ = ("name", "size", "definition")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    definition: bytes
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., definition: _Optional[bytes] = ...) -> None: ...
+
+class SegmentsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[ShardSegment]
+    def __init__(self, segments: _Optional[_Iterable[_Union[ShardSegment, _Mapping]]] = ...) -> None: ...
+
+class ShardExportRequest(_message.Message):
+    __slots__ = ("name", "fields", "batch_size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    batch_size: int
+    def __init__(self, name: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class ShardWatchRequest(_message.Message):
+    __slots__ = ("name", "resume", "after", "initial", "shard", "batch_size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    resume: bool
+    after: int
+    initial: bool
+    shard: int
+    batch_size: int
+    def __init__(self, name: _Optional[str] = ..., resume: _Optional[bool] = ..., after: _Optional[int] = ..., initial: _Optional[bool] = ..., shard: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...

@@ -85,6 +85,36 @@ class ShardStoreStub:
                 request_serializer=cdp_dot_v1_dot_shard__pb2.ShardAssignRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_shard__pb2.ShardStatusResponse.FromString,
                 _registered_method=True)
+        self.DefineSegment = channel.unary_unary(
+                '/cdp.v1.ShardStore/DefineSegment',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.FromString,
+                _registered_method=True)
+        self.RefreshSegment = channel.unary_unary(
+                '/cdp.v1.ShardStore/RefreshSegment',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.RefreshSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.FromString,
+                _registered_method=True)
+        self.DropSegment = channel.unary_unary(
+                '/cdp.v1.ShardStore/DropSegment',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.DropSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.FromString,
+                _registered_method=True)
+        self.Segments = channel.unary_unary(
+                '/cdp.v1.ShardStore/Segments',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.SegmentsRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.SegmentsResponse.FromString,
+                _registered_method=True)
+        self.ExportSegment = channel.unary_stream(
+                '/cdp.v1.ShardStore/ExportSegment',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.ShardExportRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.ExportSegmentResponse.FromString,
+                _registered_method=True)
+        self.WatchSegment = channel.unary_stream(
+                '/cdp.v1.ShardStore/WatchSegment',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.ShardWatchRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.FromString,
+                _registered_method=True)
 
 
 class ShardStoreServicer:
@@ -151,6 +181,46 @@ class ShardStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DefineSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropSegment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Segments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSegment(self, request, context):
+        """This shard's members of a segment, in batches (ExportSegmentResponse of the public API).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSegment(self, request, context):
+        """This shard's changes of a segment, until cancelled; ends with OUT_OF_RANGE when
+        `after` is older than the retained log, NOT_FOUND when the segment is dropped. The
+        first message with initial_done set follows the initial members (if asked for).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +273,36 @@ def add_ShardStoreServicer_to_server(servicer, server):
                     servicer.Assign,
                     request_deserializer=cdp_dot_v1_dot_shard__pb2.ShardAssignRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_shard__pb2.ShardStatusResponse.SerializeToString,
+            ),
+            'DefineSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DefineSegment,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.SerializeToString,
+            ),
+            'RefreshSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshSegment,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.RefreshSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.SerializeToString,
+            ),
+            'DropSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropSegment,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.DropSegmentRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.SerializeToString,
+            ),
+            'Segments': grpc.unary_unary_rpc_method_handler(
+                    servicer.Segments,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.SegmentsRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.SegmentsResponse.SerializeToString,
+            ),
+            'ExportSegment': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportSegment,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.ShardExportRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.ExportSegmentResponse.SerializeToString,
+            ),
+            'WatchSegment': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSegment,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.ShardWatchRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +575,168 @@ class ShardStore:
             '/cdp.v1.ShardStore/Assign',
             cdp_dot_v1_dot_shard__pb2.ShardAssignRequest.SerializeToString,
             cdp_dot_v1_dot_shard__pb2.ShardStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DefineSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/DefineSegment',
+            cdp_dot_v1_dot_shard__pb2.DefineSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/RefreshSegment',
+            cdp_dot_v1_dot_shard__pb2.RefreshSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/DropSegment',
+            cdp_dot_v1_dot_shard__pb2.DropSegmentRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.DefineSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Segments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/Segments',
+            cdp_dot_v1_dot_shard__pb2.SegmentsRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.SegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.v1.ShardStore/ExportSegment',
+            cdp_dot_v1_dot_shard__pb2.ShardExportRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.ExportSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.v1.ShardStore/WatchSegment',
+            cdp_dot_v1_dot_shard__pb2.ShardWatchRequest.SerializeToString,
+            cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
