@@ -212,11 +212,13 @@ class EventStore:
         return self.logs.get(name)
 
     def append(self, rows: np.ndarray, batches: list[FieldBatch],
-               alive: np.ndarray | None = None) -> None:
-        """Add a validated batch: batches[0] is the type, [1] the ts, the rest properties."""
+               alive: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Add a validated batch: batches[0] is the type, [1] the ts, the rest properties.
+        Returns each type's rows (with repeats), for the segments that read that type."""
         types, stamps, props = batches[0], batches[1], batches[2:]
         rows = rows.astype(np.uint32, copy=False)
         codes = types.codes
+        touched: dict[str, np.ndarray] = {}
         for code, sel in _groups(codes):
             name = types.categories[code]
             log = self.logs.get(name)
@@ -224,8 +226,11 @@ class EventStore:
                 log = self.logs[name] = EventLog(name)
             if sel is None:
                 log.append(rows, stamps.values, props, alive)
+                touched[name] = rows
             else:
-                log.append(rows[sel], stamps.values[sel], [b.take(sel) for b in props], alive)
+                touched[name] = rows[sel]
+                log.append(touched[name], stamps.values[sel], [b.take(sel) for b in props], alive)
+        return touched
 
     def nbytes(self) -> int:
         return sum(log.nbytes() for log in self.logs.values())

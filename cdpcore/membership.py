@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from pyroaring import BitMap
 
+from .arrays import distinct
 from .bitmap_index import bitmap_of, rows_of
 from .errors import ChangesLost
 from .query.executor import Evaluator
@@ -83,6 +84,10 @@ class ChangeLog:
 
     def since(self, segment: str, after: int, shard: int = 0) -> list[Change]:
         """The changes of `segment` with seq > after (caller holds `cond`)."""
+        if after > self._last.get(segment, 0):
+            raise ChangesLost(
+                f"segment {segment!r}: position {after} is ahead of the log (last seq "
+                f"{self._last.get(segment, 0)}): the segment was re-created; re-read it")
         if after < self._lost.get(segment, 0):
             raise ChangesLost(
                 f"segment {segment!r}: changes after seq {after} are no longer retained "
@@ -179,18 +184,28 @@ class Memberships:
         self._log_rows(shard, defn.name, rows_of(state.members - fresh), False)
         state.defn, state.members, state.refreshed_us = defn, fresh, now_us
 
-    def after_write(self, shard: "Shard", rows: np.ndarray, created: np.ndarray,
-                    fields: frozenset[str], types: frozenset[str]) -> None:
-        """Re-check the segments a write can affect on its rows (sorted, distinct);
-        `created` (a subset) are new profiles, checked against every segment."""
+    def after_write(self, shard: "Shard", created: np.ndarray, field_rows: np.ndarray,
+                    fields: frozenset[str], type_rows: Mapping[str, np.ndarray]) -> None:
+        """Re-check each segment on the rows a write can have changed for it: rows whose
+        fields it reads were written (`field_rows`, `fields`), rows that got events of a
+        type it reads (`type_rows`), rows whose membership changed in a segment it reads;
+        `created` (new profiles) against every segment. All row arrays sorted, distinct."""
         if not self.states:
             return
         ev = Evaluator(shard)
-        changed: set[str] = set()
+        changed: dict[str, np.ndarray] = {}
         for name, state in self.states.items():
-            check = rows if state.defn.reads(fields, types, changed) else created
-            if len(check) and self._recheck(shard, ev, state, check):
-                changed.add(name)
+            d = state.defn
+            parts = [created]
+            if d.fields & fields:
+                parts.append(field_rows)
+            parts += [type_rows[t] for t in d.event_types if t in type_rows]
+            parts += [changed[s] for s in d.segments if s in changed]
+            check = parts[0] if len(parts) == 1 else distinct(np.concatenate(parts))
+            if len(check):
+                moved = self._recheck(shard, ev, state, check)
+                if len(moved):
+                    changed[name] = moved
 
     def after_delete(self, shard: "Shard", rows: np.ndarray) -> None:
         """Deleted rows leave every segment (call before the rows are forgotten)."""
@@ -202,18 +217,20 @@ class Memberships:
                 state.members -= left
 
     def _recheck(self, shard: "Shard", ev: Evaluator, state: SegmentState,
-                 rows: np.ndarray) -> bool:
+                 rows: np.ndarray) -> np.ndarray:
+        """Update the segment on `rows`; returns the rows that entered or left (sorted)."""
         plan = state.defn.plan
         now_in = shard.index.alive[rows] if plan is None else ev.filter_rows(plan, rows)
         was = RowSet(shard.n_rows, bm=state.members).contains(rows)
+        moved = now_in != was
+        if not moved.any():
+            return rows[:0]
         entered, left = rows[now_in & ~was], rows[was & ~now_in]
-        if not (len(entered) or len(left)):
-            return False
         state.members |= bitmap_of(entered)
         state.members -= bitmap_of(left)
         self._log_rows(shard, state.defn.name, entered, True)
         self._log_rows(shard, state.defn.name, left, False)
-        return True
+        return rows[moved]
 
     def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,
                   entered: bool) -> None:

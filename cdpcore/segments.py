@@ -28,12 +28,13 @@ from .query.ir import EventValue, InSegment, Predicate
 from .schema import ID_FIELD
 from .timestamps import to_datetime
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 DEFAULT_REFRESH_S = 60.0   # how often time-dependent segments are re-evaluated
 _REBIND_PROBE_US = 1_000_000
 
-# (where text, now µs, the segment names in_segment may use) → normalised plan
-Compile = Callable[[str, int, Collection[str]], "Predicate | None"]
+# (where text, now µs, the segment names in_segment may use, a set receiving the names the
+# text uses) → normalised plan
+Compile = Callable[[str, int, Collection[str], set], "Predicate | None"]
 _SETS = ("fields", "event_types", "segments")
 
 
@@ -67,15 +68,10 @@ class SegmentDef:
         except (KeyError, TypeError, ValueError, msgpack.ExtraData, msgpack.FormatError) as e:
             raise BatchError(f"malformed segment definition: {e}") from None
 
-    def reads(self, fields_written: frozenset[str], types_tracked: frozenset[str],
-              segments_changed: set[str]) -> bool:
-        """Whether a write of these fields / event types can change its membership."""
-        return bool(self.fields & fields_written or self.event_types & types_tracked
-                    or self.segments & segments_changed)
 
 
 def check_segment_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise QueryError(f"invalid segment name {name!r}: use letters, digits, _, - and ., "
                          "starting with a letter or _ (at most 128 characters)")
     return name
@@ -132,11 +128,10 @@ class SegmentCatalog:
         if name in self._defs:
             raise AlreadyExists(f"segment {name!r} already exists")
         defn = self._compiled(name, where, compile, now_us, created_us=now_us)
+        # Only existing segments can be named, so a new one can only close a cycle by
+        # naming itself; the walk keeps that true if definitions ever become replaceable.
         if name in self._reachable(defn.segments):
-            via = sorted(defn.segments - {name})
-            raise QueryError(f"segment {name!r} would refer to itself"
-                             f"{' through ' + ', '.join(via) if via else ''}: "
-                             "cycles are not allowed")
+            raise QueryError(f"segment {name!r} cannot refer to itself (cycles are not allowed)")
         return defn
 
     def add(self, defn: SegmentDef) -> None:
@@ -176,9 +171,11 @@ class SegmentCatalog:
     def _compiled(self, name: str, where: str, compile: Compile, now_us: int,
                   created_us: int) -> SegmentDef:
         names = [*self._defs, name]  # itself included, so a self-reference reads as a cycle
-        plan = compile(where, now_us, names)
-        moves = plan != compile(where, now_us + _REBIND_PROBE_US, names)
-        flds, types, segs = dependencies(plan)
+        named: set[str] = set()
+        plan = compile(where, now_us, names, named)
+        moves = plan != compile(where, now_us + _REBIND_PROBE_US, names, set())
+        flds, types, _ = dependencies(plan)
+        segs = frozenset(named)  # from the text: a folded-away reference still pins its target
         moves = moves or any(self._defs[s].time_dependent for s in segs if s in self._defs)
         return SegmentDef(name, where, plan, now_us, moves, flds, types, segs, created_us)
 

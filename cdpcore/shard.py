@@ -16,7 +16,6 @@ from .arrays import distinct, last_occurrence
 from .coerce import FieldBatch
 from .events import EventStore
 from .membership import ChangeLog, Memberships
-from .tracking import accepted_types
 from .column import NumericColumn, StringColumn, TagSetColumn, make_column
 from .ids import EncodedIds, RowIdIndex
 from .schema import ID_FIELD, Field, FieldType, Schema
@@ -98,17 +97,19 @@ class Shard:
             has_dups = len(rec_uid) > len(ids)
             for batch in batches:
                 self._unlocked_write(batch, rows, has_dups)
-            written = frozenset(b.field.name for b in batches if b.named.any())
-            self.segments.after_write(self, np.sort(rows_u), created, written, frozenset())
+            if self.segments.states:
+                written = frozenset(b.field.name for b in batches if b.named.any())
+                self.segments.after_write(self, created, np.sort(rows_u), written, {})
 
     def track(self, ids: EncodedIds, rec_uid: np.ndarray, batches: list[FieldBatch]) -> None:
         """Append valid events (see `tracking.prepare_events` for the batches); an event
         for an unknown profile creates the profile."""
         with self._lock:
             rows_u, created = self._unlocked_rows(ids)
-            self.events.append(rows_u[rec_uid], batches, self.alive_or_none())
-            types = frozenset(accepted_types(batches[0]))
-            self.segments.after_write(self, np.sort(rows_u), created, frozenset(), types)
+            by_type = self.events.append(rows_u[rec_uid], batches, self.alive_or_none())
+            if self.segments.states:
+                type_rows = {t: distinct(rows) for t, rows in by_type.items()}
+                self.segments.after_write(self, created, rows_u[:0], frozenset(), type_rows)
 
     def _unlocked_rows(self, ids: EncodedIds) -> tuple[np.ndarray, np.ndarray]:
         """(the rows of distinct ids, creating rows for new ones; the new rows, sorted)."""

@@ -274,8 +274,8 @@ class Store:
         self.segment_catalog.get(name)
         return SegmentWatch(self.shards, self._changes, name, after, initial)
 
-    def _compile_segment(self, where: str, now_us: int, names: Collection[str]):
-        return compile_where(where, self.schema, now_us, self.event_schema, names)
+    def _compile_segment(self, where: str, now_us: int, names: Collection[str], used: set[str]):
+        return compile_where(where, self.schema, now_us, self.event_schema, names, used)
 
     def _map(self, fn: Callable[[Any], Any], items: list) -> list:
         if self._pool is None or len(items) < 2:

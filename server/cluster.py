@@ -10,6 +10,11 @@ Saved segments: the router holds the catalog (definitions compiled against the c
 schemas, checked for names, dependencies and cycles); shards hold each segment's members
 and change log, kept current by every write they apply. A restarted router learns the
 definitions back from the shards, and a refresh timer re-binds the time-dependent ones.
+
+Restarted shards: a shard process that comes back (from its data directory, or empty)
+owns no slots until told. Each ShardClient is marked stale when a call finds its shard
+unavailable, and its next call first runs `_resync`: the shard gets its slots, the
+schema and any saved segment it lacks, exactly what `connect` gives every shard.
 """
 from __future__ import annotations
 
@@ -52,6 +57,17 @@ class ShardHealth:
     slots: list[int] | None = None
     profiles: int = 0
     memory_bytes: int = 0
+    fsync: str = ""            # "" : memory only
+    data_dir: str = ""
+    recovery: str = ""
+
+
+@dataclass
+class ShardSnapshot:
+    address: str
+    file: str
+    lsn: int
+    seconds: float
 
 
 Defer = Callable[[Callable[[], None]], None]
@@ -65,7 +81,7 @@ class Cluster:
         """`segment_refresh_s`: how often time-dependent segments are re-evaluated (None: never)."""
         if not addresses:
             raise ValueError("a cluster needs at least one shard address")
-        self.clients = [ShardClient(a) for a in addresses]
+        self.clients = [ShardClient(a, resync=self._resync) for a in addresses]
         self.slot_map = SlotMap.even(len(addresses))
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
@@ -87,9 +103,8 @@ class Cluster:
         """Give every shard its slots and agree on one schema (the union of theirs); learn
         the event properties and types the shards hold (a restarted router must not
         accept a property of the other type, nor warn about types already tracked)."""
-        for i, client in enumerate(self.clients):
-            slots = self.slot_map.slots_of_shard(i).tolist()
-            client.call("Assign", pb.ShardAssignRequest(slots=slots, epoch=self.slot_map.epoch))
+        for client in self.clients:
+            self._assign(client)
         for reply in self._fanout(lambda c: c.call("Schema", pb.ShardStatusRequest()), self.clients):
             self.schema.declare(wire.unpack(reply.fields))
             self.events.declare(wire.unpack(reply.event_properties) if reply.event_properties else {})
@@ -97,6 +112,28 @@ class Cluster:
         if self.schema.fields():
             self.define(self.schema.to_dict())
         self._learn_segments()
+
+    def _assign(self, client: ShardClient) -> None:
+        slots = self.slot_map.slots_of_shard(self.clients.index(client)).tolist()
+        client.call("Assign", pb.ShardAssignRequest(slots=slots, epoch=self.slot_map.epoch))
+
+    def _resync(self, client: ShardClient) -> None:
+        """A shard that was unavailable is back (maybe a new process): what `connect`
+        gives it. Idempotent, so a shard that only had a network blip takes no harm."""
+        self._assign(client)
+        if self.schema.fields():
+            client.call("Define", pb.ShardDefineRequest(fields=wire.pack(self.schema.to_dict())))
+        held = {s.name for s in client.call("Segments", pb.SegmentsRequest()).segments}
+        now = self._now_us()
+        for defn in self.segments.all():
+            if defn.name not in held:
+                client.call("DefineSegment", pb.DefineSegmentRequest(definition=defn.to_bytes(), now_us=now))
+        log.info("shard %s is back: slots, schema and segments given again", client.address)
+
+    def snapshot(self, timeout: float | None = None) -> list[ShardSnapshot]:
+        """Every shard writes a snapshot now (all of them, in parallel)."""
+        replies = self._fanout(lambda c: c.call("Snapshot", pb.ShardSnapshotRequest(), timeout), self.clients)
+        return [ShardSnapshot(c.address, r.file, r.lsn, r.seconds) for c, r in zip(self.clients, replies)]
 
     # ---- schema --------------------------------------------------------------------
     def define(self, spec: Mapping[str, Any]) -> None:
@@ -187,8 +224,9 @@ class Cluster:
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
 
-    def _compile(self, where: str, now_us: int, segments: Collection[str]) -> Predicate | None:
-        return compile_where(where, self.schema, now_us, self.events, segments)
+    def _compile(self, where: str, now_us: int, segments: Collection[str],
+                 used: set[str] | None = None) -> Predicate | None:
+        return compile_where(where, self.schema, now_us, self.events, segments, used)
 
     def _partials(self, request: pb.ExecuteRequest, timeout: float | None) -> list[Partial]:
         replies = self._fanout(lambda c: c.call("Execute", request, timeout), self.clients)
@@ -207,7 +245,8 @@ class Cluster:
                 s = client.ping()
             except Exception as e:  # noqa: BLE001 - a status report shows every failure
                 return ShardHealth(client.address, False, str(e))
-            return ShardHealth(client.address, True, "", list(s.slots), s.profiles, s.memory_bytes)
+            return ShardHealth(client.address, True, "", list(s.slots), s.profiles, s.memory_bytes,
+                               s.fsync, s.data_dir, s.recovery)
         return self._fanout(probe, self.clients)
 
     # ---- saved segments ----------------------------------------------------------------

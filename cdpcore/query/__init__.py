@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 
 
 def compile_where(text: str, schema: "Schema", now_us: int, events: "EventSchema | None" = None,
-                  segments: Collection[str] = ()) -> "Predicate | None":
-    """`segments`: the saved segments `in_segment()` may name."""
+                  segments: Collection[str] = (), used: "set[str] | None" = None
+                  ) -> "Predicate | None":
+    """`segments`: the saved segments `in_segment()` may name; `used` (if given) receives
+    the ones the text names, including those the rules fold away."""
     from .parse import parse_where
     from .rules import normalize
-    return normalize(parse_where(text, schema, now_us, events, segments))
+    return normalize(parse_where(text, schema, now_us, events, segments, used))
 
 
 def compile_select(text: str, schema: "Schema", now_us: int, events: "EventSchema | None" = None,

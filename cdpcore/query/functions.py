@@ -67,6 +67,7 @@ class Context:
     key: str | None = ID_FIELD        # the profile key's name; None inside event conditions
     noun: str = "field"
     segments: "Collection[str]" = ()  # saved segments `in_segment` may name
+    used_segments: set[str] | None = None  # filled with every segment the text names
 
     def fail(self, message: str, span: Span) -> NoReturn:
         raise QueryError(message, self.text, span.start, span.end)
@@ -92,7 +93,7 @@ class Context:
         known = self.events.properties.fields() if self.events is not None else []
         props = Schema.of([*known, Field("ts", FieldType.TIMESTAMP)])
         return Context(self.text, props, self.now_us, self.events, None, "event property",
-                       self.segments)
+                       self.segments, self.used_segments)
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str:
@@ -261,6 +262,8 @@ def _lower_in_segment(call: Call) -> Predicate:
     if name not in call.ctx.segments:
         call.fail(f"unknown segment {name!r}{did_you_mean(name, sorted(call.ctx.segments))}",
                   arg.span)
+    if call.ctx.used_segments is not None:  # even if the rules later fold the test away
+        call.ctx.used_segments.add(name)
     return InSegment(name, span=call.span)
 
 

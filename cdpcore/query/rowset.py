@@ -76,6 +76,10 @@ class RowSet:
         """Membership of each of `rows` (sorted), as a bool array."""
         if self._mask is not None:
             return self._mask[rows]
+        if self._bm is not None and self._rows is None:
+            # intersect first: the cost follows len(rows), not the bitmap's size
+            mine = rows_of(self._bm & bitmap_of(rows))
+            return np.isin(rows, mine, assume_unique=True) if len(mine) else np.zeros(len(rows), dtype=bool)
         mine = self.rows()
         pos = np.searchsorted(mine, rows)
         pos[pos >= len(mine)] = 0

@@ -52,7 +52,7 @@ _DIALECT = DuckDB()
 
 
 def parse_where(text: str, schema: Schema, now_us: int, events: "EventSchema | None" = None,
-                segments: Collection[str] = ()) -> Predicate | None:
+                segments: Collection[str] = (), used: set[str] | None = None) -> Predicate | None:
     """A bare WHERE condition (a segment, `Store.count`) → raw, un-normalised Predicate IR.
 
     Empty text gives None: an empty condition matches every profile. `now_us` is the
@@ -60,7 +60,7 @@ def parse_where(text: str, schema: Schema, now_us: int, events: "EventSchema | N
     """
     if not text.strip():
         return None
-    lowerer, node = _read(Context(text, schema, now_us, events, segments=segments))
+    lowerer, node = _read(Context(text, schema, now_us, events, segments=segments, used_segments=used))
     if isinstance(node, exp.Query):
         lowerer.fail("expected a condition (what follows WHERE), not a query", node)
     return lowerer.predicate(node)
