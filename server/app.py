@@ -63,11 +63,13 @@ def limit_malloc_arenas() -> None:
         pass
 
 
-def build_shard(host: str = "127.0.0.1", port: int = 0, retained_changes: int = DEFAULT_RETAINED
-                ) -> tuple[grpc.Server, int, ShardService]:
-    """`retained_changes`: segment changes kept per segment for watchers to resume from."""
+def build_shard(host: str = "127.0.0.1", port: int = 0, retained_changes: int = DEFAULT_RETAINED,
+                data_dir: str | None = None, fsync: str = "always") -> tuple[grpc.Server, int, ShardService]:
+    """`retained_changes`: segment changes kept per segment for watchers to resume from;
+    `data_dir`: persist there (recovered before the server is built; None: memory only).
+    The caller closes the service after the server stopped (the final snapshot)."""
     limit_malloc_arenas()
-    service = ShardService(retained_changes)
+    service = ShardService(retained_changes, data_dir, fsync)
     # watch streams hold a worker each for their whole life: room for them on top
     server = _server(INTERNAL_MESSAGE_BYTES, workers=16 + MAX_WATCHES)
     shard_pb2_grpc.add_ShardStoreServicer_to_server(service, server)

@@ -197,10 +197,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         shards = [admin_pb2.ShardStatus(
             address=h.address, healthy=h.healthy, error=h.error, slots_owned=len(h.slots or []),
             slot_ranges=[admin_pb2.SlotRange(first=a, last=b) for a, b in slot_ranges(h.slots or [])],
-            profiles=h.profiles, memory_bytes=h.memory_bytes) for h in self.cluster.health()]
+            profiles=h.profiles, memory_bytes=h.memory_bytes, fsync=h.fsync, data_dir=h.data_dir,
+            recovery=h.recovery) for h in self.cluster.health()]
         return admin_pb2.ClusterStatusResponse(slot_map_epoch=self.cluster.slot_map.epoch, shards=shards,
                                                profiles=sum(s.profiles for s in shards),
                                                segments=len(self.cluster.segments.names()))
+
+    @rpc
+    def Snapshot(self, request: admin_pb2.SnapshotRequest, context) -> admin_pb2.SnapshotResponse:
+        done = self.cluster.snapshot(context.time_remaining())
+        return admin_pb2.SnapshotResponse(shards=[
+            admin_pb2.ShardSnapshot(address=s.address, file=s.file, lsn=s.lsn, seconds=s.seconds) for s in done])
 
 
 def slot_ranges(slots: list[int]) -> list[tuple[int, int]]:

@@ -6,6 +6,11 @@ sends values for them), of the event schema (learnt from the event batches it is
 so a router that connects later can learn it back), and the set of slots it owns with
 the slot-map epoch.
 
+With a data directory (`cdp shard --data DIR`), every write goes through the engine's
+ShardDurability (logged, applied, fsynced per policy before the reply) and the shard
+recovers its data, schema, event schema and segments from DIR before it serves; the
+slots it owns are not persisted: the router assigns them again when it (re)connects.
+
 Saved segments arrive compiled from the router; the shard keeps their members and change
 logs current with every write (cdpcore.membership). Watch streams only read the bounded
 change log, so a slow or vanished watcher never holds up a write.
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterator
+import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -22,7 +29,8 @@ from cdpcore.segments import SegmentDef
 from cdpcore import tracking, wire
 from cdpcore.bitmap_index import rows_of
 from cdpcore.coerce import FieldBatch
-from cdpcore.errors import BatchError, FailedPrecondition, SegmentNotFound
+from cdpcore.durability import RecoveryReport, ShardDurability
+from cdpcore.errors import BatchError, FailedPrecondition, SegmentNotFound, Unavailable
 from cdpcore.ids import EncodedIds
 from cdpcore.membership import DEFAULT_RETAINED, ChangeLog, SegmentWatch, export_rows
 from cdpcore.query import aggregate
@@ -42,16 +50,43 @@ WATCH_BATCH = 5_000        # changes per watch message unless the router asks ot
 EXPORT_BATCH = 10_000
 
 
+class InMemory:
+    """The write calls of ShardDurability, straight to the shard (no data directory)."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shard, name)  # upsert, track, delete, *_segment: the same signatures
+
+    def define(self, spec: dict[str, str]) -> None:
+        """Nothing to record: the schema lives in memory only."""
+
+
 class ShardService(shard_pb2_grpc.ShardStoreServicer):
-    def __init__(self, retained_changes: int = DEFAULT_RETAINED) -> None:
-        """`retained_changes`: segment changes kept per segment for watchers."""
+    def __init__(self, retained_changes: int = DEFAULT_RETAINED, data_dir: str | Path | None = None,
+                 fsync: str = "always") -> None:
+        """`retained_changes`: segment changes kept per segment for watchers; `data_dir`:
+        persist there with the `fsync` policy, recovering what it holds first (None: memory only)."""
         self.schema = Schema()
         self.events = tracking.EventSchema()
         self.shard = Shard(self.schema, log=ChangeLog(retained_changes))
+        self.durable: ShardDurability | None = None
+        self.recovery: RecoveryReport | None = None
+        if data_dir is not None:
+            self.durable = ShardDurability(self.shard, Path(data_dir), self.schema, self.events, fsync)
+            self.recovery = self.durable.recover()
+        # every write RPC goes through this: log + apply + sync, or apply only
+        self.writer: ShardDurability | InMemory = self.durable or InMemory(self.shard)
         self.owned = np.zeros(N_SLOTS, dtype=bool)
         self.epoch = 0
         self._lock = threading.Lock()  # guards owned/epoch
         self._watches = WatchLimit()
+
+    def close(self) -> None:
+        """Graceful shutdown: a final snapshot, so the next start replays nothing."""
+        if self.durable is not None:
+            self.durable.close()
 
     # ---- writes --------------------------------------------------------------------
     @rpc
@@ -61,7 +96,7 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         unknown = {b.field.name: b.field.type for b in batches if self.schema.get(b.field.name) != b.field}
         if unknown:
             self.schema.declare(unknown)  # the router declares first; a conflict is a SchemaError
-        self.shard.upsert(ids, uid, batches)
+        self.writer.upsert(ids, uid, batches)
         return pb.ApplyResponse()
 
     @rpc
@@ -69,18 +104,20 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         ids, uid, batches = wire.decode_write(request.batch)
         self._check_owned(ids.hashes)
         self._learn_events(batches)
-        self.shard.track(ids, uid, batches)
+        self.writer.track(ids, uid, batches)
         self.events.note_types(tracking.accepted_types(batches[0]))
         return pb.ApplyResponse()
 
     @rpc
     def Delete(self, request: pb.ShardIdsRequest, context) -> pb.ShardDeleteResponse:
-        found = self.shard.delete(EncodedIds.encode(list(request.ids)))
+        found = self.writer.delete(EncodedIds.encode(list(request.ids)))
         return pb.ShardDeleteResponse(found=found.tolist())
 
     @rpc
     def Define(self, request: pb.ShardDefineRequest, context) -> pb.ShardSchemaResponse:
-        self.schema.declare(wire.unpack(request.fields))
+        added = self.schema.declare(wire.unpack(request.fields))
+        if added:
+            self.writer.define({f.name: f.type.value for f in added})
         return self._schema_response()
 
     @rpc
@@ -130,18 +167,27 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     # ---- saved segments --------------------------------------------------------------
     @rpc
     def DefineSegment(self, request: pb.DefineSegmentRequest, context) -> pb.DefineSegmentResponse:
-        size = self.shard.define_segment(SegmentDef.from_bytes(request.definition), request.now_us)
+        size = self.writer.define_segment(SegmentDef.from_bytes(request.definition), request.now_us)
         return pb.DefineSegmentResponse(size=size)
 
     @rpc
     def RefreshSegment(self, request: pb.RefreshSegmentRequest, context) -> pb.DefineSegmentResponse:
-        self.shard.refresh_segment(SegmentDef.from_bytes(request.definition), request.now_us)
+        self.writer.refresh_segment(SegmentDef.from_bytes(request.definition), request.now_us)
         return pb.DefineSegmentResponse()
 
     @rpc
     def DropSegment(self, request: pb.DropSegmentRequest, context) -> pb.DefineSegmentResponse:
-        self.shard.drop_segment(request.name)
+        self.writer.drop_segment(request.name)
         return pb.DefineSegmentResponse()
+
+    @rpc
+    def Snapshot(self, request: pb.ShardSnapshotRequest, context) -> pb.ShardSnapshotResponse:
+        if self.durable is None:
+            raise FailedPrecondition("this shard keeps its data in memory only (started without --data)")
+        started = time.perf_counter()
+        written = self.durable.snapshot()
+        return pb.ShardSnapshotResponse(file=str(written.path), lsn=written.lsn,
+                                        seconds=time.perf_counter() - started)
 
     @rpc
     def Segments(self, request: pb.SegmentsRequest, context) -> pb.SegmentsResponse:
@@ -208,6 +254,8 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         """Refuse writes for slots this shard does not own (the router's map is stale)."""
         slots = slots_of_hashes(hashes)
         with self._lock:
+            if self.epoch == 0:  # a (re)started shard: the router has not connected yet
+                raise Unavailable("this shard has no slots yet: waiting for the router to assign them")
             stray = slots[~self.owned[slots]]
             epoch = self.epoch
         if stray.size:
@@ -233,8 +281,12 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     def _status(self) -> pb.ShardStatusResponse:
         with self._lock:
             slots, epoch = np.flatnonzero(self.owned).tolist(), self.epoch
-        return pb.ShardStatusResponse(profiles=len(self.shard), memory_bytes=rss_bytes(),
-                                      slots=slots, epoch=epoch)
+        durable = self.durable
+        return pb.ShardStatusResponse(
+            profiles=len(self.shard), memory_bytes=rss_bytes(), slots=slots, epoch=epoch,
+            fsync=str(durable.wal.policy) if durable else "",
+            data_dir=str(durable.directory) if durable else "",
+            recovery=self.recovery.summary() if self.recovery else "")
 
 
 def _watch_messages(changes: list, shard: int, size: int) -> Iterator[ps.WatchSegmentResponse]:

@@ -69,3 +69,13 @@ def test_segment_commands_are_all_there():
     assert result.exit_code == 0
     for command in ("create", "list", "show", "delete", "export", "watch"):
         assert f"  {command} " in result.output
+
+
+def test_fsync_and_data_options_are_checked_before_anything_starts(tmp_path):
+    bad = CliRunner().invoke(cli, ["shard", "--data", str(tmp_path), "--fsync", "sometimes"])
+    assert bad.exit_code == 2 and "interval=MS" in bad.output
+    alone = CliRunner().invoke(cli, ["serve", "--fsync", "never"])
+    assert alone.exit_code == 2 and "--fsync needs --data" in alone.output
+    assert not any(tmp_path.iterdir())
+    names = set(CliRunner().invoke(cli, ["cluster", "--help"]).output.split())
+    assert {"status", "snapshot"} <= names

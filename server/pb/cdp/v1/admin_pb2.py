@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/admin.proto\x12\x06\x63\x64p.v1\"\x16\n\x14\x43lusterStatusRequest\"(\n\tSlotRange\x12\r\n\x05\x66irst\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\r\"\xa3\x01\n\x0bShardStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bslots_owned\x18\x04 \x01(\r\x12&\n\x0bslot_ranges\x18\x05 \x03(\x0b\x32\x11.cdp.v1.SlotRange\x12\x10\n\x08profiles\x18\x06 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\"x\n\x15\x43lusterStatusResponse\x12\x16\n\x0eslot_map_epoch\x18\x01 \x01(\x04\x12#\n\x06shards\x18\x02 \x03(\x0b\x32\x13.cdp.v1.ShardStatus\x12\x10\n\x08profiles\x18\x03 \x01(\x04\x12\x10\n\x08segments\x18\x04 \x01(\r2U\n\x05\x41\x64min\x12L\n\rClusterStatus\x12\x1c.cdp.v1.ClusterStatusRequest\x1a\x1d.cdp.v1.ClusterStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/admin.proto\x12\x06\x63\x64p.v1\"\x16\n\x14\x43lusterStatusRequest\"(\n\tSlotRange\x12\r\n\x05\x66irst\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\r\"\xd6\x01\n\x0bShardStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bslots_owned\x18\x04 \x01(\r\x12&\n\x0bslot_ranges\x18\x05 \x03(\x0b\x32\x11.cdp.v1.SlotRange\x12\x10\n\x08profiles\x18\x06 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\r\n\x05\x66sync\x18\x08 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\t \x01(\t\x12\x10\n\x08recovery\x18\n \x01(\t\"x\n\x15\x43lusterStatusResponse\x12\x16\n\x0eslot_map_epoch\x18\x01 \x01(\x04\x12#\n\x06shards\x18\x02 \x03(\x0b\x32\x13.cdp.v1.ShardStatus\x12\x10\n\x08profiles\x18\x03 \x01(\x04\x12\x10\n\x08segments\x18\x04 \x01(\r\"\x11\n\x0fSnapshotRequest\"L\n\rShardSnapshot\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0b\n\x03lsn\x18\x03 \x01(\x04\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"9\n\x10SnapshotResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.cdp.v1.ShardSnapshot2\x94\x01\n\x05\x41\x64min\x12L\n\rClusterStatus\x12\x1c.cdp.v1.ClusterStatusRequest\x1a\x1d.cdp.v1.ClusterStatusResponse\x12=\n\x08Snapshot\x12\x17.cdp.v1.SnapshotRequest\x1a\x18.cdp.v1.SnapshotResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SLOTRANGE']._serialized_start=54
   _globals['_SLOTRANGE']._serialized_end=94
   _globals['_SHARDSTATUS']._serialized_start=97
-  _globals['_SHARDSTATUS']._serialized_end=260
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=262
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=382
-  _globals['_ADMIN']._serialized_start=384
-  _globals['_ADMIN']._serialized_end=469
+  _globals['_SHARDSTATUS']._serialized_end=311
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=313
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=433
+  _globals['_SNAPSHOTREQUEST']._serialized_start=435
+  _globals['_SNAPSHOTREQUEST']._serialized_end=452
+  _globals['_SHARDSNAPSHOT']._serialized_start=454
+  _globals['_SHARDSNAPSHOT']._serialized_end=530
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=532
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=589
+  _globals['_ADMIN']._serialized_start=592
+  _globals['_ADMIN']._serialized_end=740
 # @@protoc_insertion_point(module_scope)

@@ -19,7 +19,7 @@ class SlotRange(_message.Message):
     def __init__(self, first: _Optional[int] = ..., last: _Optional[int] = ...) -> None: ...
 
 class ShardStatus(_message.Message):
-    __slots__ = ("address", "healthy", "error", "slots_owned", "slot_ranges", "profiles", "memory_bytes")
+    __slots__ = ("address", "healthy", "error", "slots_owned", "slot_ranges", "profiles", "memory_bytes", "fsync", "data_dir", "recovery")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,9 @@ class ShardStatus(_message.Message):
     SLOT_RANGES_FIELD_NUMBER: _ClassVar[int]
     PROFILES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FSYNC_FIELD_NUMBER: _ClassVar[int]
+    DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
     address: str
     healthy: bool
     error: str
@@ -34,7 +37,10 @@ class ShardStatus(_message.Message):
     slot_ranges: _containers.RepeatedCompositeFieldContainer[SlotRange]
     profiles: int
     memory_bytes: int
-    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ..., slots_owned: _Optional[int] = ..., slot_ranges: _Optional[_Iterable[_Union[SlotRange, _Mapping]]] = ..., profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+    fsync: str
+    data_dir: str
+    recovery: str
+    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ..., slots_owned: _Optional[int] = ..., slot_ranges: _Optional[_Iterable[_Union[SlotRange, _Mapping]]] = ..., profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., fsync: _Optional[str] = ..., data_dir: _Optional[str] = ..., recovery: _Optional[str] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
     __slots__ = ("slot_map_epoch", "shards", "profiles", "segments")
@@ -47,3 +53,25 @@ class ClusterStatusResponse(_message.Message):
     profiles: int
     segments: int
     def __init__(self, slot_map_epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., profiles: _Optional[int] = ..., segments: _Optional[int] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardSnapshot(_message.Message):
+    __slots__ = ("address", "file", "lsn", "seconds")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    file: str
+    lsn: int
+    seconds: float
+    def __init__(self, address: _Optional[str] = ..., file: _Optional[str] = ..., lsn: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("shards",)
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardSnapshot]
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardSnapshot, _Mapping]]] = ...) -> None: ...

@@ -39,6 +39,11 @@ class AdminStub:
                 request_serializer=cdp_dot_v1_dot_admin__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_admin__pb2.ClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/cdp.v1.Admin/Snapshot',
+                request_serializer=cdp_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -50,6 +55,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Every shard writes a snapshot now (then drops the WAL before its previous one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +69,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ClusterStatus,
                     request_deserializer=cdp_dot_v1_dot_admin__pb2.ClusterStatusRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_admin__pb2.ClusterStatusResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=cdp_dot_v1_dot_admin__pb2.SnapshotRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_admin__pb2.SnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +103,33 @@ class Admin:
             '/cdp.v1.Admin/ClusterStatus',
             cdp_dot_v1_dot_admin__pb2.ClusterStatusRequest.SerializeToString,
             cdp_dot_v1_dot_admin__pb2.ClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.Admin/Snapshot',
+            cdp_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
+            cdp_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

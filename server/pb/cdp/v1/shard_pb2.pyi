@@ -92,16 +92,36 @@ class ShardStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStatusResponse(_message.Message):
-    __slots__ = ("profiles", "memory_bytes", "slots", "epoch")
+    __slots__ = ("profiles", "memory_bytes", "slots", "epoch", "fsync", "data_dir", "recovery")
     PROFILES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FSYNC_FIELD_NUMBER: _ClassVar[int]
+    DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
     profiles: int
     memory_bytes: int
     slots: _containers.RepeatedScalarFieldContainer[int]
     epoch: int
-    def __init__(self, profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    fsync: str
+    data_dir: str
+    recovery: str
+    def __init__(self, profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., fsync: _Optional[str] = ..., data_dir: _Optional[str] = ..., recovery: _Optional[str] = ...) -> None: ...
+
+class ShardSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardSnapshotResponse(_message.Message):
+    __slots__ = ("file", "lsn", "seconds")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    file: str
+    lsn: int
+    seconds: float
+    def __init__(self, file: _Optional[str] = ..., lsn: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ShardAssignRequest(_message.Message):
     __slots__ = ("slots", "epoch")

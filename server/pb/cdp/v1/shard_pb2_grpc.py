@@ -105,6 +105,11 @@ class ShardStoreStub:
                 request_serializer=cdp_dot_v1_dot_shard__pb2.SegmentsRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_shard__pb2.SegmentsResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/cdp.v1.ShardStore/Snapshot',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.ShardSnapshotResponse.FromString,
+                _registered_method=True)
         self.ExportSegment = channel.unary_stream(
                 '/cdp.v1.ShardStore/ExportSegment',
                 request_serializer=cdp_dot_v1_dot_shard__pb2.ShardExportRequest.SerializeToString,
@@ -205,6 +210,13 @@ class ShardStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Write a snapshot of this shard now (FAILED_PRECONDITION without a data directory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportSegment(self, request, context):
         """This shard's members of a segment, in batches (ExportSegmentResponse of the public API).
         """
@@ -293,6 +305,11 @@ def add_ShardStoreServicer_to_server(servicer, server):
                     servicer.Segments,
                     request_deserializer=cdp_dot_v1_dot_shard__pb2.SegmentsRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_shard__pb2.SegmentsResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.ShardSnapshotRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.ShardSnapshotResponse.SerializeToString,
             ),
             'ExportSegment': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportSegment,
@@ -683,6 +700,33 @@ class ShardStore:
             '/cdp.v1.ShardStore/Segments',
             cdp_dot_v1_dot_shard__pb2.SegmentsRequest.SerializeToString,
             cdp_dot_v1_dot_shard__pb2.SegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/Snapshot',
+            cdp_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.ShardSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
