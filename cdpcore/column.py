@@ -88,13 +88,11 @@ class StringColumn:
         return self.codes[:n] >= 0
 
     def state(self, n: int) -> dict:
-        return {"codes": self.codes[:n].copy(), "values": list(self.dictionary.values),
-                "bitmaps": [bm.copy() for bm in self.index.bitmaps]}
+        return {"codes": self.codes[:n].copy(), **_dictionary_state(self)}
 
     def load(self, state: dict) -> None:
         self.codes = state["codes"]
-        self.dictionary = StringDictionary.of(state["values"])
-        self.index.bitmaps = state["bitmaps"]
+        _load_dictionary(self, state)
 
     def translate(self, codes: np.ndarray, categories: list[str]) -> np.ndarray:
         """Batch codes over `categories` → this shard's codes (only used ones get added)."""
@@ -136,13 +134,11 @@ class TagSetColumn:
         return self.present[:n]
 
     def state(self, n: int) -> dict:
-        return {"present": self.present[:n].copy(), "values": list(self.dictionary.values),
-                "bitmaps": [bm.copy() for bm in self.index.bitmaps]}
+        return {"present": self.present[:n].copy(), **_dictionary_state(self)}
 
     def load(self, state: dict) -> None:
         self.present = state["present"]
-        self.dictionary = StringDictionary.of(state["values"])
-        self.index.bitmaps = state["bitmaps"]
+        _load_dictionary(self, state)
 
     def write(self, rows: np.ndarray, null: np.ndarray, pair_rows: np.ndarray,
               pair_codes: np.ndarray, categories: list[str]) -> None:
@@ -181,6 +177,15 @@ class TagSetColumn:
             if tags:
                 tags.sort()
         return out
+
+
+def _dictionary_state(col: "StringColumn | TagSetColumn") -> dict:
+    return {"values": list(col.dictionary.values), "bitmaps": [bm.copy() for bm in col.index.bitmaps]}
+
+
+def _load_dictionary(col: "StringColumn | TagSetColumn", state: dict) -> None:
+    col.dictionary = StringDictionary.of(state["values"])
+    col.index.bitmaps = state["bitmaps"]
 
 
 def make_column(field: Field) -> NumericColumn | StringColumn | TagSetColumn:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from . import snapshot, wire
 from .coerce import FieldBatch
+from .periodic import Periodic
 from .errors import CdpError, FailedPrecondition
 from .ids import EncodedIds
 from .schema import Schema
@@ -35,6 +36,7 @@ from .tracking import EventSchema, accepted_types
 from .wal import DataDirLock, FsyncPolicy, WriteAheadLog
 
 DEFAULT_SNAPSHOT_WAL_BYTES = 256 << 20  # a snapshot once the WAL grew this much since the last
+DEFAULT_SNAPSHOT_INTERVAL_S = 300.0     # and at least this often while writes arrive
 
 
 def check_layout(data_dir: Path, shards: int) -> None:
@@ -83,7 +85,11 @@ class ShardDurability:
 
     def __init__(self, shard: Shard, directory: Path, schema: Schema, events: EventSchema,
                  policy: FsyncPolicy | str = "always",
-                 snapshot_wal_bytes: int = DEFAULT_SNAPSHOT_WAL_BYTES) -> None:
+                 snapshot_wal_bytes: int = DEFAULT_SNAPSHOT_WAL_BYTES,
+                 snapshot_interval_s: float | None = DEFAULT_SNAPSHOT_INTERVAL_S) -> None:
+        """Snapshots are taken once the WAL grew `snapshot_wal_bytes`, every
+        `snapshot_interval_s` when anything was written since the last one (None: no
+        timer), on `snapshot()` and on `close()`."""
         self.shard = shard
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -97,6 +103,7 @@ class ShardDurability:
         self._wal_at_snapshot = self.wal.size_bytes
         self.last_snapshot: snapshot.SnapshotFile | None = None
         self.recovered: RecoveryReport | None = None
+        self._timer = Periodic(self._timed_snapshot, snapshot_interval_s)
 
     # ---- writes: log, apply, then wait for durability -------------------------------
     def upsert(self, ids: EncodedIds, uid, batches: list[FieldBatch]) -> None:
@@ -156,6 +163,10 @@ class ShardDurability:
             self.wal.truncate_before((previous.lsn if previous else lsn) + 1)
             return written
 
+    def _timed_snapshot(self) -> None:
+        if self.wal.last_lsn > (self.last_snapshot.lsn if self.last_snapshot else 0):
+            self.snapshot()
+
     def _snapshot_in_background(self) -> None:
         if not self._snapshot_lock.locked():
             self._wal_at_snapshot = self.wal.size_bytes  # one trigger per threshold crossed
@@ -187,6 +198,7 @@ class ShardDurability:
         report.cut = replay.cut or (self.wal.open_report.cut if self.wal.open_report else None)
         report.seconds = time.perf_counter() - started
         self._wal_at_snapshot = self.wal.size_bytes
+        self._timer.start()
         return report
 
     def _load(self, state: dict) -> None:
@@ -221,6 +233,7 @@ class ShardDurability:
 
     def close(self, take_snapshot: bool = True) -> None:
         """Graceful shutdown: a final snapshot (so the next start replays nothing)."""
+        self._timer.stop()
         if take_snapshot:
             self.snapshot()
         self.wal.close()

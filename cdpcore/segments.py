@@ -14,7 +14,6 @@ shards only receive compiled definitions (`cdpcore.membership`).
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import re
 import threading
 from dataclasses import dataclass, fields, is_dataclass
@@ -24,7 +23,7 @@ import msgpack
 
 from . import wire
 from .errors import AlreadyExists, BatchError, FailedPrecondition, QueryError, SegmentNotFound
-from .query.ir import EventValue, InSegment, Predicate
+from .query.ir import EventValue, Predicate
 from .schema import ID_FIELD
 from .timestamps import to_datetime
 
@@ -77,17 +76,17 @@ def check_segment_name(name: Any) -> str:
     return name
 
 
-def dependencies(plan: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(fields, event types, segments) a plan reads."""
-    found: dict[str, set[str]] = {"fields": set(), "types": set(), "segments": set()}
+def dependencies(plan: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """(fields, event types) a normalised plan reads (segments come from the text:
+    see `SegmentCatalog._compiled`)."""
+    found_fields: set[str] = set()
+    found_types: set[str] = set()
     for node in _walk(plan):
         if isinstance(node, EventValue):
-            found["types"].add(node.type)
-        elif isinstance(node, InSegment):
-            found["segments"].add(node.name)
+            found_types.add(node.type)
         elif isinstance(getattr(node, "field", None), str) and node.field != ID_FIELD:
-            found["fields"].add(node.field)
-    return frozenset(found["fields"]), frozenset(found["types"]), frozenset(found["segments"])
+            found_fields.add(node.field)
+    return frozenset(found_fields), frozenset(found_types)
 
 
 def _walk(node: Any) -> Iterator[Any]:
@@ -174,7 +173,7 @@ class SegmentCatalog:
         named: set[str] = set()
         plan = compile(where, now_us, names, named)
         moves = plan != compile(where, now_us + _REBIND_PROBE_US, names, set())
-        flds, types, _ = dependencies(plan)
+        flds, types = dependencies(plan)
         segs = frozenset(named)  # from the text: a folded-away reference still pins its target
         moves = moves or any(self._defs[s].time_dependent for s in segs if s in self._defs)
         return SegmentDef(name, where, plan, now_us, moves, flds, types, segs, created_us)
@@ -206,33 +205,3 @@ class SegmentInfo:
     def of(cls, defn: SegmentDef, size: int) -> "SegmentInfo":
         return cls(defn.name, defn.where, size, defn.time_dependent, tuple(sorted(defn.segments)),
                    to_datetime(defn.created_us), to_datetime(defn.bound_us))
-
-
-class Refresher:
-    """A daemon thread calling `refresh` every `interval_s` once started (started when
-    the first time-dependent segment appears; None interval: never)."""
-
-    def __init__(self, refresh: Callable[[], Any], interval_s: float | None) -> None:
-        self._refresh = refresh
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            if self._interval is None or self._thread is not None or self._stop.is_set():
-                return
-            self._thread = threading.Thread(target=self._run, name="cdp-segment-refresh",
-                                            daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._refresh()
-            except Exception:  # a failed refresh is retried at the next tick
-                logging.getLogger(__name__).exception("segment refresh failed")
-
-    def stop(self) -> None:
-        self._stop.set()

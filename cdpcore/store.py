@@ -26,7 +26,8 @@ from .shard import Shard
 from .bitmap_index import rows_of
 from .errors import QueryError
 from .membership import DEFAULT_RETAINED, ChangeLog, ExportBatch, SegmentWatch, export_rows
-from .segments import DEFAULT_REFRESH_S, Refresher, SegmentCatalog, SegmentInfo
+from .periodic import Periodic
+from .segments import DEFAULT_REFRESH_S, SegmentCatalog, SegmentInfo
 from .slots import SlotMap
 
 if TYPE_CHECKING:
@@ -62,12 +63,14 @@ class Store:
                  clock: Callable[[], float] | None = None,
                  segment_refresh_s: float | None = DEFAULT_REFRESH_S,
                  retained_changes: int = DEFAULT_RETAINED,
-                 data_dir: str | Path | None = None, fsync: str = "always") -> None:
+                 data_dir: str | Path | None = None, fsync: str = "always",
+                 snapshot_interval_s: float | None = 300.0) -> None:
         """`segment_refresh_s`: how often time-dependent segments are re-evaluated in the
         background (None: only when `refresh_segments` is called); `retained_changes`:
         segment changes kept per segment and shard for watchers; `data_dir`: persist
         (a WAL and snapshots per shard, recovered here) with the `fsync` policy
-        ("always", "interval=MS" or "never")."""
+        ("always", "interval=MS" or "never"), snapshotting every `snapshot_interval_s`
+        while writes arrive (and by WAL size, and on close)."""
         self.schema = Schema(strict=strict)
         self.event_schema = tracking.EventSchema()
         self.segment_catalog = SegmentCatalog()
@@ -79,21 +82,22 @@ class Store:
         self._pool = ThreadPoolExecutor(max_workers=shards, thread_name_prefix="cdp-shard") \
             if shards > 1 else None
         self._ddl = threading.Lock()  # segment create/delete/refresh, one at a time
-        self._durable = self._open(Path(data_dir), fsync) if data_dir is not None else []
+        self._durable = self._open(Path(data_dir), fsync, snapshot_interval_s) \
+            if data_dir is not None else []
         # where writes go: the durable wrappers (log, apply, sync) or the shards directly
         self._writers = self._durable or self.shards
         self.recovery = [d.recovered for d in self._durable]
-        self._refresher = Refresher(self.refresh_segments, segment_refresh_s)
+        self._refresher = Periodic(self.refresh_segments, segment_refresh_s)
         if any(d.time_dependent for d in self.segment_catalog.all()):
             self._refresher.start()
 
-    def _open(self, data_dir: Path, fsync: str) -> list["ShardDurability"]:
+    def _open(self, data_dir: Path, fsync: str, interval_s: float | None) -> list["ShardDurability"]:
         from .durability import ShardDurability, check_layout  # only persistent stores need it
         check_layout(data_dir, len(self.shards))
         durable = []
         for shard in self.shards:
             d = ShardDurability(shard, data_dir / f"shard-{shard.shard_id}", self.schema,
-                                self.event_schema, fsync)
+                                self.event_schema, fsync, snapshot_interval_s=interval_s)
             d.recovered = d.recover()
             durable.append(d)
         for shard in self.shards:  # the catalog comes back from the shards' definitions

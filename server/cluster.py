@@ -37,7 +37,8 @@ from cdpcore.query import compile_select, compile_where, event_warnings
 from cdpcore.query.reduce import Partial
 from cdpcore.query.ir import Predicate
 from cdpcore.schema import Schema
-from cdpcore.segments import DEFAULT_REFRESH_S, Refresher, SegmentCatalog, SegmentDef, SegmentInfo
+from cdpcore.periodic import Periodic
+from cdpcore.segments import DEFAULT_REFRESH_S, SegmentCatalog, SegmentDef, SegmentInfo
 from cdpcore.slots import SlotMap
 from cdpcore.store import DeleteResult, QueryResult, TrackResult, UpsertResult
 from cdpcore.tracking import EventSchema
@@ -91,7 +92,7 @@ class Cluster:
         # router serves up to 32 calls at once (app.py), so size for that, not for cores.
         self._pool = ThreadPoolExecutor(max_workers=32 * len(addresses), thread_name_prefix="cdp-fanout")
         self._ddl = threading.Lock()    # segment create/delete/refresh, one at a time
-        self._refresher = Refresher(self.refresh_segments, segment_refresh_s)
+        self._refresher = Periodic(self.refresh_segments, segment_refresh_s)
 
     def close(self) -> None:
         self._refresher.stop()

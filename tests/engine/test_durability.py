@@ -202,3 +202,14 @@ def test_fsync_policies_are_accepted(tmp_path):
         s2.close()
     with pytest.raises(ValueError):
         open_store(tmp_path / "bad", fsync="sometimes")
+
+
+def test_timed_snapshots_follow_writes(tmp_path):
+    import time
+    s = open_store(tmp_path, shards=1, snapshot_interval_s=0.05)
+    s.upsert([{"profile_id": "a", "age": 1}])
+    deadline = time.monotonic() + 10
+    while not list((tmp_path / "shard-0").glob("snapshot-*.cdps")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list((tmp_path / "shard-0").glob("snapshot-*.cdps")), "no timed snapshot within 10 s"
+    s.close()
