@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from itertools import islice
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
@@ -60,7 +59,10 @@ class ChangeLog:
                  cond: threading.Condition | None = None) -> None:
         self.retained = retained
         self.cond = cond or threading.Condition()
-        self._logs: dict[str, deque[tuple[int, str, bool]]] = {}
+        # per segment, blocks of changes of one write: (first seq, ids, entered); a block
+        # per write keeps appends O(1) in Python however many profiles moved
+        self._logs: dict[str, deque[tuple[int, list[str], bool]]] = {}
+        self._kept: dict[str, int] = {}      # changes held per segment
         self._last: dict[str, int] = {}      # last seq handed out per segment
         self._lost: dict[str, int] = {}      # highest seq no longer retained per segment
 
@@ -68,18 +70,23 @@ class ChangeLog:
         return self._last.get(segment, 0)
 
     def append(self, segment: str, ids: list[str], entered: bool) -> None:
+        """Log one write's enters (or exits); keeps exactly the last `retained` changes."""
         if not ids:
             return
         with self.cond:
             log = self._logs.setdefault(segment, deque())
-            seq = self._last.get(segment, 0)
-            for pid in ids:
-                seq += 1
-                log.append((seq, pid, entered))
-            self._last[segment] = seq
-            excess = len(log) - self.retained
-            for _ in range(max(0, excess)):
-                self._lost[segment] = log.popleft()[0]
+            first = self._last.get(segment, 0) + 1
+            log.append((first, ids, entered))
+            self._last[segment] = first + len(ids) - 1
+            kept = self._kept.get(segment, 0) + len(ids)
+            while kept > self.retained:
+                old_first, old_ids, old_entered = log.popleft()
+                drop = min(len(old_ids), kept - self.retained)
+                if drop < len(old_ids):  # the oldest block is cut, not dropped whole
+                    log.appendleft((old_first + drop, old_ids[drop:], old_entered))
+                kept -= drop
+                self._lost[segment] = old_first + drop - 1
+            self._kept[segment] = kept
             self.cond.notify_all()
 
     def since(self, segment: str, after: int, shard: int = 0) -> list[Change]:
@@ -92,13 +99,15 @@ class ChangeLog:
             raise ChangesLost(
                 f"segment {segment!r}: changes after seq {after} are no longer retained "
                 f"(the oldest kept is {self._lost[segment] + 1}); re-read the segment")
-        log = self._logs.get(segment)
-        if not log or after >= self._last.get(segment, 0):
-            return []
-        first = log[0][0]
-        start = max(0, after + 1 - first)
-        return [Change(segment, shard, seq, pid, entered)
-                for seq, pid, entered in islice(log, start, None)]
+        out: list[Change] = []
+        for first, ids, entered in reversed(self._logs.get(segment, ())):
+            if first + len(ids) - 1 <= after:
+                break
+            skip = max(0, after + 1 - first)
+            out.extend(reversed([Change(segment, shard, first + i, pid, entered)
+                                 for i, pid in enumerate(ids[skip:], start=skip)]))
+        out.reverse()
+        return out
 
     def positions(self) -> dict[str, int]:
         return dict(self._last)
@@ -113,6 +122,7 @@ class ChangeLog:
     def drop(self, segment: str) -> None:
         with self.cond:
             self._logs.pop(segment, None)
+            self._kept.pop(segment, None)
             self._last.pop(segment, None)
             self._lost.pop(segment, None)
             self.cond.notify_all()
