@@ -142,10 +142,16 @@ class RowIdIndex:
         return out
 
     def ids_of(self, rows: np.ndarray) -> list[str]:
-        """The profile ids of `rows` (used for result output, so bounded by LIMIT)."""
-        off = self._off
-        raw = self._buf
-        return [raw[off[r]:off[r + 1]].tobytes().decode("utf-8") for r in np.asarray(rows).tolist()]
+        """The profile ids of `rows`: one gather of their bytes and one decode, then
+        slices (ASCII ids, the common case), or a decode per id otherwise."""
+        buf, off = self.id_bytes(np.asarray(rows, dtype=np.int64))
+        raw = buf.tobytes()
+        bounds = off.tolist()
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return [raw[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+        return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
     def id_bytes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(buffer, offsets) of the ids of `rows`, for vectorised sorting by id."""
