@@ -147,7 +147,9 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
             wanted = np.zeros(n, dtype=bool)
             wanted[rows] = True
             hit, _ = _matching_rows(shard, ev, since, until, want_values=False, restrict=wanted)
-        return shard.index.alive[rows] & np.isin(rows, hit)
+        found = np.zeros(len(rows), dtype=bool)
+        found[np.searchsorted(rows, hit)] = True  # every hit is one of the sorted rows
+        return shard.index.alive[rows] & found
     mask = np.zeros(n, dtype=bool)
     if log is None:
         return mask
