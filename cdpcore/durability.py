@@ -18,6 +18,7 @@ define / refresh / drop (`SegmentDef.to_bytes`).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,17 @@ def check_layout(data_dir: Path, shards: int) -> None:
             raise RecoveryError(f"{data_dir} holds a store of {recorded} shards, not {shards}")
         return
     layout.write_text(json.dumps({"shards": shards}))
+
+
+def _ranges(slots: list[int]) -> list[list[int]]:
+    """Sorted slots as [first, last] runs (a shard's slots are a few ranges)."""
+    out: list[list[int]] = []
+    for slot in sorted(slots):
+        if out and slot == out[-1][1] + 1:
+            out[-1][1] = slot
+        else:
+            out.append([slot, slot])
+    return out
 
 
 class RecoveryError(CdpError):
@@ -144,6 +156,27 @@ class ShardDurability:
         self.wal.sync(lsn)
         if self.wal.size_bytes - self._wal_at_snapshot > self.snapshot_wal_bytes:
             self._snapshot_in_background()
+
+    # ---- slot ownership (the shard's part of the slot map) -----------------------------
+    def save_slots(self, slots: list[int], epoch: int) -> None:
+        """Remember the slots this shard owns, so its data is never read under another
+        shard's slots after a restart (written atomically; small)."""
+        path = self.directory / "slots.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": epoch, "slots": _ranges(slots)}))
+        os.replace(tmp, path)
+
+    def load_slots(self) -> tuple[list[int], int] | None:
+        """(slots, epoch) saved by `save_slots`, or None for a shard never assigned."""
+        path = self.directory / "slots.json"
+        if not path.exists():
+            return None
+        try:
+            doc = json.loads(path.read_text())
+            slots = [s for lo, hi in doc["slots"] for s in range(lo, hi + 1)]
+            return slots, int(doc["epoch"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise RecoveryError(f"{path}: not a slot file ({e})") from None
 
     # ---- snapshots --------------------------------------------------------------------
     def snapshot(self) -> snapshot.SnapshotFile:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 import numpy as np
 
 from cdpcore import routing, tracking, wire
-from cdpcore.errors import ProfileNotFound, QueryError
+from cdpcore.errors import FailedPrecondition, ProfileNotFound, QueryError
 from cdpcore.ingest import PreparedBatch, Rejections, write
 from cdpcore.query import reduce as rd
 from cdpcore.query import compile_select, compile_where, event_warnings
@@ -39,7 +39,7 @@ from cdpcore.query.ir import Predicate
 from cdpcore.schema import Schema
 from cdpcore.periodic import Periodic
 from cdpcore.segments import DEFAULT_REFRESH_S, SegmentCatalog, SegmentDef, SegmentInfo
-from cdpcore.slots import SlotMap
+from cdpcore.slots import N_SLOTS, SlotMap
 from cdpcore.store import DeleteResult, QueryResult, TrackResult, UpsertResult
 from cdpcore.tracking import EventSchema
 from server.pb.cdp.v1 import profile_store_pb2 as ps
@@ -104,6 +104,7 @@ class Cluster:
         """Give every shard its slots and agree on one schema (the union of theirs); learn
         the event properties and types the shards hold (a restarted router must not
         accept a property of the other type, nor warn about types already tracked)."""
+        self.slot_map = self._agreed_slot_map()
         for client in self.clients:
             self._assign(client)
         for reply in self._fanout(lambda c: c.call("Schema", pb.ShardStatusRequest()), self.clients):
@@ -113,6 +114,29 @@ class Cluster:
         if self.schema.fields():
             self.define(self.schema.to_dict())
         self._learn_segments()
+
+    def _agreed_slot_map(self) -> SlotMap:
+        """The slot map the shards already hold (persistent shards remember theirs), or an
+        even one for fresh shards. A router restarted with its shards listed in another
+        order adopts their map; one whose shards disagree with any map refuses to start,
+        since serving would read every profile under the wrong shard."""
+        replies = self._fanout(lambda c: c.call("Status", pb.ShardStatusRequest()), self.clients)
+        held = [np.asarray(r.slots, dtype=np.int64) for r in replies]
+        even = SlotMap.even(len(self.clients))
+        if not any(len(h) for h in held):
+            return even
+        owners = np.full(N_SLOTS, -1, dtype=np.int64)
+        for i, slots in enumerate(held):
+            owners[slots[owners[slots] == -1]] = i
+        if all(len(h) for h in held) and (owners >= 0).all() and sum(map(len, held)) == N_SLOTS:
+            return SlotMap(owners, epoch=max(r.epoch for r in replies))
+        for i, slots in enumerate(held):
+            if len(slots) and not np.array_equal(np.sort(slots), even.slots_of_shard(i)):
+                raise FailedPrecondition(
+                    f"shard {self.clients[i].address} holds {len(slots)} slots that do not fit "
+                    f"a map over these {len(self.clients)} shards: list the shards as before "
+                    "(same set; adding shards online is not built yet)")
+        return even
 
     def _assign(self, client: ShardClient) -> None:
         slots = self.slot_map.slots_of_shard(self.clients.index(client)).tolist()

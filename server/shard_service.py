@@ -80,6 +80,10 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         self.writer: ShardDurability | InMemory = self.durable or InMemory(self.shard)
         self.owned = np.zeros(N_SLOTS, dtype=bool)
         self.epoch = 0
+        saved = self.durable.load_slots() if self.durable is not None else None
+        if saved is not None:  # a restarted shard knows its slots: the router checks them
+            self.owned[np.asarray(saved[0], dtype=np.int64)] = True
+            self.epoch = saved[1]
         self._lock = threading.Lock()  # guards owned/epoch
         self._watches = WatchLimit()
 
@@ -125,6 +129,8 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         owned = np.zeros(N_SLOTS, dtype=bool)
         owned[np.asarray(request.slots, dtype=np.int64)] = True
         with self._lock:
+            if self.durable is not None:
+                self.durable.save_slots(list(request.slots), request.epoch)
             self.owned, self.epoch = owned, request.epoch
         return self._status()
 

@@ -9,6 +9,7 @@ failed (its shard was down) may or may not be; nothing the client never wrote ma
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -269,3 +270,41 @@ def check_crash_outcome(running: Running, writers: list[Writer]) -> None:
         got = running.store.GetProfile(pb.GetProfileRequest(profile_id=batch_ids(w.prefix, k)[3]))
         assert got.profile.fields["n"].int_value == k * 100 + 3
         assert [(e.type, e.ts_us) for e in got.events] == [("visit", TS_US)]
+
+
+def test_persistent_shards_keep_their_slots_whatever_order_the_router_lists_them(tmp_path):
+    """Shards remember the slots they own; a router restarted with them in another order
+    adopts that map (every profile still found), and one listing a different set of
+    shards refuses to start instead of reading profiles under the wrong shard."""
+    shards = [start("shard", "--port", "0", "--data", str(tmp_path / f"s{i}"))
+              for i in range(3)]
+    procs = [p for p, _ in shards]
+    addrs = [a for _, a in shards]
+    ids = [f"p{i}" for i in range(300)]
+    try:
+        router, address = start("router", *[a for x in addrs for a in ("--shard", x)], "--port", "0")
+        first = Running(router, address)
+        first.store.Upsert(pb.UpsertRequest(profiles=codec.profiles_from_records(
+            [{"profile_id": p, "n": i} for i, p in enumerate(ids)])))
+        first.channel.close()
+        stop(router)
+
+        router, address = start("router", *[a for x in reversed(addrs) for a in ("--shard", x)],
+                                "--port", "0")
+        procs.append(router)
+        again = Running(router, address)
+        assert json.loads(again.cdp("query", "--json", "n >= 0").stdout)["rows"] == [[300]]
+        for p in ids:  # each id is looked up on the shard the adopted map names
+            assert again.store.GetProfile(pb.GetProfileRequest(profile_id=p)).profile.profile_id == p
+        again.channel.close()
+        stop(router)
+
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "router", "--shard", addrs[0],
+                                 "--shard", addrs[1], "--port", "0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        procs.append(proc)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "do not fit" in err, err
+    finally:
+        for p in procs:
+            stop(p)
