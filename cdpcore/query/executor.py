@@ -46,6 +46,7 @@ class Evaluator:
         self.n = shard.n_rows
         self._codes_cache: dict[Predicate, tuple[np.ndarray, bool]] = {}
         self._event_cache: dict[EventValue, tuple[np.ndarray, np.ndarray]] = {}
+        self._estimates: dict[Predicate, float] = {}
 
     # ---- full evaluation ------------------------------------------------------------
     def evaluate(self, p: Predicate | None) -> RowSet:
@@ -217,7 +218,14 @@ class Evaluator:
 
     # ---- selectivity estimates -------------------------------------------------------
     def estimate(self, p: Predicate) -> float:
-        """Rough fraction of rows matching, used only to order And children."""
+        """Rough fraction of rows matching, used only to order And children (memoised:
+        segment upkeep orders the same leaves for many segments and batches)."""
+        found = self._estimates.get(p)
+        if found is None:
+            found = self._estimates[p] = self._estimate(p)
+        return found
+
+    def _estimate(self, p: Predicate) -> float:
         n = max(self.n, 1)
         if isinstance(getattr(p, "field", None), EventValue):
             return _EVENT_ESTIMATE
