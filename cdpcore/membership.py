@@ -135,8 +135,19 @@ class ExportBatch:
     columns: dict[str, list]
 
 
-def export_rows(shard: "Shard", rows: np.ndarray, fields: Sequence[str]) -> ExportBatch:
-    """One export batch of `rows` still alive (caller holds the shard lock)."""
+def export_batches(shard: "Shard", name: str, fields: Sequence[str],
+                   batch_size: int) -> Iterator[ExportBatch]:
+    """One shard's members of a segment (and their `fields`) in batches: the member
+    rows are taken once, each batch is read under the lock on its own, so writes go on;
+    profiles deleted meanwhile are skipped."""
+    rows = shard.read(lambda sh: rows_of(sh.segments.members(name)).astype(np.int64))
+    for start in range(0, len(rows), batch_size):
+        batch = shard.read(lambda sh: _export_rows(sh, rows[start:start + batch_size], fields))
+        if batch.ids:
+            yield batch
+
+
+def _export_rows(shard: "Shard", rows: np.ndarray, fields: Sequence[str]) -> ExportBatch:
     rows = rows[shard.index.alive[rows]]
     return ExportBatch(shard.index.ids_of(rows), {f: shard.values_of(f, rows) for f in fields})
 
@@ -172,6 +183,13 @@ class Memberships:
     def drop(self, name: str) -> None:
         self.states.pop(name, None)
         self.log.drop(name)
+
+    def snapshot(self, shard: "Shard", name: str, with_members: bool) -> tuple[int, list[str]]:
+        """(the segment's last seq, its members' ids if `with_members`), read together
+        under the caller's shard lock: where a watcher starts. Only ids are made here;
+        anything per member is built after the lock is released."""
+        rows = rows_of(self.members(name)).astype(np.int64) if with_members else np.zeros(0, np.int64)
+        return self.log.last_seq(name), shard.index.ids_of(rows)
 
     def state(self) -> dict:
         return {"segments": [{"defn": st.defn.to_bytes(), "members": st.members.copy(),
@@ -272,14 +290,9 @@ class SegmentWatch:
                 with cond:
                     shard.segments.log.since(name, self.positions[shard.shard_id])  # lost?
             else:
-                self.positions[shard.shard_id] = shard.read(lambda sh: self._snapshot(sh, initial))
-
-    def _snapshot(self, shard: "Shard", initial: bool) -> int:
-        seq = shard.segments.log.last_seq(self.name)
-        if initial:
-            ids = shard.index.ids_of(rows_of(shard.segments.members(self.name)).astype(np.int64))
-            self._pending.extend(Change(self.name, shard.shard_id, seq, pid, True, True) for pid in ids)
-        return seq
+                seq, ids = shard.read(lambda sh: sh.segments.snapshot(sh, name, initial))
+                self.positions[shard.shard_id] = seq
+                self._pending.extend(Change(name, shard.shard_id, seq, pid, True, True) for pid in ids)
 
     def poll(self, timeout: float | None = None) -> list[Change]:
         """The changes available now, waiting up to `timeout` s for one (None: forever);

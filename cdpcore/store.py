@@ -23,9 +23,8 @@ from .query import aggregate, reduce as rd
 from .query import compile_select, compile_where, event_warnings
 from .schema import Field, FieldType, Schema
 from .shard import Shard
-from .bitmap_index import rows_of
 from .errors import QueryError
-from .membership import DEFAULT_RETAINED, ChangeLog, ExportBatch, SegmentWatch, export_rows
+from .membership import DEFAULT_RETAINED, ChangeLog, ExportBatch, SegmentWatch, export_batches
 from .periodic import Periodic
 from .segments import DEFAULT_REFRESH_S, SegmentCatalog, SegmentInfo
 from .slots import SlotMap
@@ -265,11 +264,7 @@ class Store:
             if f not in self.schema:
                 raise QueryError(f"unknown field {f!r}")
         for shard in self.shards:
-            rows = shard.read(lambda sh: rows_of(sh.segments.members(name)).astype(np.int64))
-            for start in range(0, len(rows), batch_size):
-                batch = shard.read(lambda sh: export_rows(sh, rows[start:start + batch_size], fields))
-                if batch.ids:
-                    yield batch
+            yield from export_batches(shard, name, fields, batch_size)
 
     def watch_segment(self, name: str, after: Mapping[int, int] | None = None,
                       initial: bool = True) -> SegmentWatch:

@@ -35,7 +35,11 @@ class PropertySchema(Schema):
 
     def declare(self, spec: Mapping[str, str | FieldType]) -> list[Field]:
         for name, ftype in spec.items():
-            _check_property(name, parse_type(ftype, name))
+            self.check_new_name(name)
+            parsed = parse_type(ftype, name)
+            if parsed not in PROPERTY_TYPES:
+                raise SchemaError(f"property {name!r}: type must be float or string, got "
+                                  f"{parsed.value}", name)
         return super().declare(spec)
 
     def check_new_name(self, name: Any) -> None:
@@ -59,13 +63,6 @@ class PropertySchema(Schema):
         got = infer_type(sample[0])
         raise SchemaError(f"property {name!r}: values must be numbers or strings, got "
                           f"{got.value if got else type(sample[0]).__name__}", name)
-
-
-def _check_property(name: Any, ftype: FieldType) -> None:
-    if name in RESERVED:
-        raise SchemaError(f"{name!r} is reserved in events, not a property", name)
-    if ftype not in PROPERTY_TYPES:
-        raise SchemaError(f"property {name!r}: type must be float or string, got {ftype.value}", name)
 
 
 class EventSchema:

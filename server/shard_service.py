@@ -27,12 +27,11 @@ import numpy as np
 
 from cdpcore.segments import SegmentDef
 from cdpcore import tracking, wire
-from cdpcore.bitmap_index import rows_of
 from cdpcore.coerce import FieldBatch
 from cdpcore.durability import RecoveryReport, ShardDurability
 from cdpcore.errors import BatchError, FailedPrecondition, SegmentNotFound, Unavailable
 from cdpcore.ids import EncodedIds
-from cdpcore.membership import DEFAULT_RETAINED, ChangeLog, SegmentWatch, export_rows
+from cdpcore.membership import DEFAULT_RETAINED, ChangeLog, SegmentWatch, export_batches
 from cdpcore.query import aggregate
 from cdpcore.query.ir import Select
 from cdpcore.query.reduce import Partial
@@ -207,12 +206,8 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     def ExportSegment(self, request: pb.ShardExportRequest, context) -> Iterator[ps.ExportSegmentResponse]:
         name, fields = request.name, list(request.fields)
         self._segment_created(name)
-        size = request.batch_size or EXPORT_BATCH
-        rows = self.shard.read(lambda sh: rows_of(sh.segments.members(name)).astype(np.int64))
-        for start in range(0, len(rows), size):
-            batch = self.shard.read(lambda sh: export_rows(sh, rows[start:start + size], fields))
-            if batch.ids:
-                yield codec.export_response(batch)
+        for batch in export_batches(self.shard, name, fields, request.batch_size or EXPORT_BATCH):
+            yield codec.export_response(batch)
 
     @rpc
     def WatchSegment(self, request: pb.ShardWatchRequest, context) -> Iterator[ps.WatchSegmentResponse]:
@@ -221,8 +216,8 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         with self._watches.slot():
             name, shard, size = request.name, request.shard, request.batch_size or WATCH_BATCH
             created = self._segment_created(name)
-            start, members = ((request.after, []) if request.resume
-                              else self._watch_start(name, request.initial))
+            start, members = ((request.after, []) if request.resume else self.shard.read(
+                lambda sh: sh.segments.snapshot(sh, name, request.initial)))
             cond = self.shard.segments.log.cond
             watch = SegmentWatch([self.shard], cond, name, {self.shard.shard_id: start}, initial=False)
             context.add_callback(lambda: _notify(cond))
@@ -237,15 +232,6 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
                 if self._segment_created(name) != created:
                     raise SegmentNotFound(f"segment {name!r} was deleted")
                 yield from _watch_messages(changes, shard, size)
-
-    def _watch_start(self, name: str, initial: bool) -> tuple[int, list[str]]:
-        """(the segment's seq now, its members' ids if `initial`), read together. What
-        SegmentWatch(initial=True) gives, but only the ids are made under the shard lock
-        (its Change per member there held writes for ~1.6 s per million members)."""
-        def read(sh: Shard) -> tuple[int, list[str]]:
-            rows = rows_of(sh.segments.members(name)).astype(np.int64) if initial else np.empty(0, np.int64)
-            return sh.segments.log.last_seq(name), sh.index.ids_of(rows)
-        return self.shard.read(read)
 
     def _segment_created(self, name: str) -> int:
         """When the segment of that name was created (which tells a re-created one apart);

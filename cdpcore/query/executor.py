@@ -98,11 +98,7 @@ class Evaluator:
             if mask is not None:
                 return RowSet(self.n, mask=mask)
         vals, present = self.event_arrays(p.field)
-        if isinstance(p, IsNull):
-            return RowSet(self.n, mask=present if p.negated else self.all_rows().mask() & ~present)
-        if isinstance(p, Compare):
-            return RowSet(self.n, mask=compare_values(p.op, p.value, vals, present))
-        return RowSet(self.n, mask=inset_values(p, vals, present))
+        return RowSet(self.n, mask=_event_test(p, vals, present, self.shard.index.alive[:self.n]))
 
     def _filter_event_leaf(self, p: Compare | InSet | IsNull, rows: np.ndarray) -> np.ndarray:
         """An event leaf on candidate rows: from the full arrays when this query has them
@@ -116,11 +112,7 @@ class Evaluator:
                 if found is not None:
                     return found
             vals, present = event_values.values_for_rows(self.shard, p.field, rows)
-        if isinstance(p, IsNull):
-            return present if p.negated else self.shard.index.alive[rows] & ~present
-        if isinstance(p, Compare):
-            return compare_values(p.op, p.value, vals, present)
-        return inset_values(p, vals, present)
+        return _event_test(p, vals, present, self.shard.index.alive[rows])
 
     def _compare(self, p: Compare) -> RowSet:
         if isinstance(p.field, EventValue):
@@ -307,6 +299,17 @@ class Evaluator:
             return present if p.negated else ~present
         # Bitmap-backed leaves (tags, ids, missing columns): evaluate fully, test membership.
         return self.evaluate(p).contains(rows)
+
+
+def _event_test(p: Compare | InSet | IsNull, vals: np.ndarray, present: np.ndarray,
+                live: np.ndarray) -> np.ndarray:
+    """An event leaf on (values, present) arrays; `live` (the same rows' liveness) is
+    what `IS NULL` holds for where no value is present."""
+    if isinstance(p, IsNull):
+        return present if p.negated else live & ~present
+    if isinstance(p, Compare):
+        return compare_values(p.op, p.value, vals, present)
+    return inset_values(p, vals, present)
 
 
 def _without(mask: np.ndarray, rows: np.ndarray) -> RowSet:

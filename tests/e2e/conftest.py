@@ -70,13 +70,8 @@ def serving(*args: str) -> Iterator[Running]:
 @pytest.fixture
 def local_cluster() -> Iterator[Running]:
     """`cdp serve --shards 2` on a free port."""
-    proc, address = start("serve", "--shards", "2", "--port", "0")
-    running = Running(proc, address)
-    try:
+    with serving("--shards", "2") as running:
         yield running
-    finally:
-        running.channel.close()
-        stop(proc)
 
 
 @pytest.fixture
