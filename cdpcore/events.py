@@ -15,7 +15,6 @@ log and property, so codes stay small.
 """
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -23,6 +22,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from .arrays import INT_WIDTHS
+from .bitmap_index import uint32_array
 from .coerce import FieldBatch
 from .dictionary import StringDictionary
 from .schema import FieldType
@@ -127,7 +127,7 @@ class EventLog:
             stored[batch.field.name] = self._property_values(batch, present)
         self._tail.append(Chunk(rows, ts, stored))
         self._tail_len += len(rows)
-        self.members.update(array("I", rows.tobytes()) if rows.dtype == np.uint32 else rows)
+        self.members.update(uint32_array(rows))
         if self._tail_len >= SEAL_EVENTS:
             self.seal(alive)
 

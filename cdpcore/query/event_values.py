@@ -43,14 +43,8 @@ def value_arrays(shard: "Shard", ev: EventValue) -> tuple[np.ndarray, np.ndarray
 def values_for_rows(shard: "Shard", ev: EventValue, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`value_arrays` for the sorted distinct `rows` only: each window slice is filtered
     to those rows before reducing (how a write batch's rows are re-checked cheaply)."""
-    log = shard.events.log(ev.type)
-    if log is None or not log.members.intersect(bitmap_of(rows)):  # e.g. brand-new profiles
-        hit, vals = np.zeros(0, dtype=np.uint32), np.zeros(0)
-    else:
-        wanted = np.zeros(shard.n_rows, dtype=bool)
-        wanted[rows] = True
-        hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
-                                   restrict=wanted)
+    hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
+                               only=rows)
     values, has = _per_slot(ev.func, np.searchsorted(rows, hit), vals, len(rows))
     alive = shard.index.alive[rows]
     return values, alive if has is None else alive & has
@@ -144,9 +138,7 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
         if since is None and until is None and ev.where is None:
             hit = rows_of(log.members & bitmap_of(rows))
         else:
-            wanted = np.zeros(n, dtype=bool)
-            wanted[rows] = True
-            hit, _ = _matching_rows(shard, ev, since, until, want_values=False, restrict=wanted)
+            hit, _ = _matching_rows(shard, ev, since, until, want_values=False, only=rows)
         found = np.zeros(len(rows), dtype=bool)
         found[np.searchsorted(rows, hit)] = True  # every hit is one of the sorted rows
         return shard.index.alive[rows] & found
@@ -162,13 +154,22 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
 
 
 def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int | None,
-                   want_values: bool, restrict: np.ndarray | None = None
+                   want_values: bool, only: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Rows (and the reduced-over values) of the events matching `ev` in [since, until],
-    only of rows where `restrict` (a mask over the shard's rows) is set when given."""
+    only of the sorted distinct rows `only` when given (each window slice is filtered
+    to them; nothing is scanned when none of them has an event of the type, e.g. brand-
+    new profiles)."""
     log = shard.events.log(ev.type)
     rows_parts: list[np.ndarray] = []
     value_parts: list[np.ndarray] = []
+    restrict = None
+    if log is not None and only is not None:
+        if log.members.intersect(bitmap_of(only)):
+            restrict = np.zeros(shard.n_rows, dtype=bool)
+            restrict[only] = True
+        else:
+            log = None
     if log is not None and (since is None or until is None or since <= until):
         for chunk, sl, keep in _slices(log, shard.alive_or_none(), since, until, ev.where):
             vals = None
