@@ -114,7 +114,7 @@ class ShardDurability:
         self._snapshot_lock = threading.Lock()
         self._wal_at_snapshot = self.wal.size_bytes
         self.last_snapshot: snapshot.SnapshotFile | None = None
-        self.recovered: RecoveryReport | None = None
+        self.recovered: RecoveryReport | None = None  # set by recover()
         self._timer = Periodic(self._timed_snapshot, snapshot_interval_s)
 
     # ---- writes: log, apply, then wait for durability -------------------------------
@@ -232,6 +232,7 @@ class ShardDurability:
         report.seconds = time.perf_counter() - started
         self._wal_at_snapshot = self.wal.size_bytes
         self._timer.start()
+        self.recovered = report
         return report
 
     def _load(self, state: dict) -> None:

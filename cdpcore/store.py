@@ -97,7 +97,7 @@ class Store:
         for shard in self.shards:
             d = ShardDurability(shard, data_dir / f"shard-{shard.shard_id}", self.schema,
                                 self.event_schema, fsync, snapshot_interval_s=interval_s)
-            d.recovered = d.recover()
+            d.recover()
             durable.append(d)
         for shard in self.shards:  # the catalog comes back from the shards' definitions
             for state in shard.segments.states.values():
