@@ -13,7 +13,8 @@ stopping at the first torn or corrupt frame; `RecoveryReport` says what happened
 
 Record kinds: upsert / track (a `wire.encode_write` payload; the batches carry their
 field types, so replay declares them), delete (ids), define (fields), and segment
-define / refresh / drop (`SegmentDef.to_bytes`).
+define / refresh / drop (`SegmentDef.to_bytes`), drop_slots (slot ranges: a migration's
+moved-out or abandoned copy).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .coerce import FieldBatch
 from .periodic import Periodic
 from .errors import CdpError, FailedPrecondition
 from .ids import EncodedIds
+from .migration import slot_mask
 from .schema import Schema
 from .segments import SegmentDef
 from .shard import Shard
@@ -65,6 +67,10 @@ def _ranges(slots: list[int]) -> list[list[int]]:
         else:
             out.append([slot, slot])
     return out
+
+
+def _expand(ranges: list[list[int]]) -> list[int]:
+    return [s for lo, hi in ranges for s in range(lo, hi + 1)]
 
 
 class RecoveryError(CdpError):
@@ -148,6 +154,13 @@ class ShardDurability:
     def drop_segment(self, name: str) -> None:
         self._write({"op": "drop", "name": name}, lambda: self.shard.drop_segment(name))
 
+    def drop_slots(self, slots: list[int]) -> int:
+        """Forget the profiles of slots this shard gave away (or an abandoned copy)."""
+        dropped = []
+        self._write({"op": "drop_slots", "slots": _ranges(slots)},
+                    lambda: dropped.append(self.shard.drop_slots(slot_mask(slots))))
+        return dropped[0]
+
     def _write(self, record: dict, apply: Callable[[], Any]) -> None:
         data = wire.pack(record)
         with self.shard.write_lock():
@@ -173,8 +186,7 @@ class ShardDurability:
             return None
         try:
             doc = json.loads(path.read_text())
-            slots = [s for lo, hi in doc["slots"] for s in range(lo, hi + 1)]
-            return slots, int(doc["epoch"])
+            return _expand(doc["slots"]), int(doc["epoch"])
         except (ValueError, KeyError, TypeError) as e:
             raise RecoveryError(f"{path}: not a slot file ({e})") from None
 
@@ -262,6 +274,8 @@ class ShardDurability:
             self.shard.refresh_segment(SegmentDef.from_bytes(record["defn"]), record["now"])
         elif op == "drop":
             self.shard.drop_segment(record["name"])
+        elif op == "drop_slots":
+            self.shard.drop_slots(slot_mask(_expand(record["slots"])))
         else:
             raise RecoveryError(f"{self.directory}: unknown WAL record kind {op!r}")
 

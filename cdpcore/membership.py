@@ -140,7 +140,7 @@ def export_batches(shard: "Shard", name: str, fields: Sequence[str],
     """One shard's members of a segment (and their `fields`) in batches: the member
     rows are taken once, each batch is read under the lock on its own, so writes go on;
     profiles deleted meanwhile are skipped."""
-    rows = shard.read(lambda sh: rows_of(sh.segments.members(name)).astype(np.int64))
+    rows = shard.read(lambda sh: rows_of(sh.visible(sh.segments.members(name))).astype(np.int64))
     for start in range(0, len(rows), batch_size):
         batch = shard.read(lambda sh: _export_rows(sh, rows[start:start + batch_size], fields))
         if batch.ids:
@@ -178,7 +178,7 @@ class Memberships:
         for the initial members. Returns the size."""
         members = _evaluate(shard, defn)
         self.states[defn.name] = SegmentState(defn, members, now_us)
-        return len(members)
+        return len(shard.visible(members))
 
     def drop(self, name: str) -> None:
         self.states.pop(name, None)
@@ -188,7 +188,8 @@ class Memberships:
         """(the segment's last seq, its members' ids if `with_members`), read together
         under the caller's shard lock: where a watcher starts. Only ids are made here;
         anything per member is built after the lock is released."""
-        rows = rows_of(self.members(name)).astype(np.int64) if with_members else np.zeros(0, np.int64)
+        rows = (rows_of(shard.visible(self.members(name))).astype(np.int64) if with_members
+                else np.zeros(0, np.int64))
         return self.log.last_seq(name), shard.index.ids_of(rows)
 
     def state(self) -> dict:
@@ -263,6 +264,8 @@ class Memberships:
     def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,
                   entered: bool) -> None:
         rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and shard.foreign:  # foreign rows change silently (cdpcore.migration)
+            rows = rows[~RowSet(shard.n_rows, bm=shard.foreign).contains(rows)]
         if len(rows):
             self.log.append(name, shard.index.ids_of(rows), entered)
 

@@ -11,15 +11,19 @@ import threading
 from typing import Any, Callable, TypeVar
 
 import numpy as np
+from pyroaring import BitMap
 
 from .arrays import distinct, last_occurrence
+from .bitmap_index import bitmap_of
 from .coerce import FieldBatch
 from .events import EventStore
 from .membership import ChangeLog, Memberships
 from .column import NumericColumn, StringColumn, TagSetColumn, make_column
 from .ids import EncodedIds, RowIdIndex
+from .migration import Capture, ExportPart, WriteOp, export_rows, rows_in_slots
 from .schema import ID_FIELD, Field, FieldType, Schema
 from .segments import SegmentDef
+from .slots import slots_of_hashes
 from .timestamps import to_datetime
 
 Column = NumericColumn | StringColumn | TagSetColumn
@@ -36,6 +40,14 @@ class Shard:
         self.columns: dict[str, Column] = {}
         self.events = EventStore()
         self.segments = Memberships(log)
+        # Slot ownership, for shards in a cluster whose slots move (cdpcore.migration):
+        # `owned` is a mask over the 16384 slots (None: every row is this shard's, as in
+        # the embedded store); `foreign` holds the live rows of slots it does not own, a
+        # migration's copy in progress or a moved-out copy not dropped yet: kept current,
+        # but invisible to queries, segment sizes and change logs.
+        self.owned: np.ndarray | None = None
+        self.foreign = BitMap()
+        self._captures: list[Capture] = []
         self._capacity = 0
         self._lock = threading.RLock()
 
@@ -46,7 +58,8 @@ class Shard:
         return self.index.n_rows
 
     def __len__(self) -> int:
-        return self.index.n_alive
+        """Profiles this shard serves (foreign rows excluded)."""
+        return self.index.n_alive - len(self.foreign)
 
     def column_for(self, name: str) -> Column | None:
         """The column of a declared field; None when this shard never stored it."""
@@ -100,6 +113,7 @@ class Shard:
             if self.segments.states:
                 written = frozenset(b.field.name for b in batches if b.named.any())
                 self.segments.after_write(self, created, np.sort(rows_u), written, {})
+            self._unlocked_captured(WriteOp("upsert", ids, rec_uid, batches))
 
     def track(self, ids: EncodedIds, rec_uid: np.ndarray, batches: list[FieldBatch]) -> None:
         """Append valid events (see `tracking.prepare_events` for the batches); an event
@@ -110,6 +124,7 @@ class Shard:
             if self.segments.states:
                 type_rows = {t: distinct(rows) for t, rows in by_type.items()}
                 self.segments.after_write(self, created, rows_u[:0], frozenset(), type_rows)
+            self._unlocked_captured(WriteOp("track", ids, rec_uid, batches))
 
     def _unlocked_rows(self, ids: EncodedIds) -> tuple[np.ndarray, np.ndarray]:
         """(the rows of distinct ids, creating rows for new ones; the new rows, sorted)."""
@@ -119,19 +134,27 @@ class Shard:
             return rows, new
         rows[new] = self.index.insert(ids if new.size == len(ids) else ids.take(new))
         self._unlocked_ensure_capacity()
-        return rows, np.sort(rows[new])
+        created = np.sort(rows[new])
+        if self.owned is not None:
+            self.foreign |= bitmap_of(created[~self._unlocked_owns(created)])
+        return rows, created
 
     def delete(self, ids: EncodedIds) -> np.ndarray:
         """Delete the given ids; returns a bool per id: was it found."""
         with self._lock:
             rows = self.index.lookup(ids)
             found = rows >= 0
-            gone = distinct(rows[found])
-            self.segments.after_delete(self, gone)
-            for col in self.columns.values():
-                col.clear(gone)
-            self.index.delete(gone)
+            self._unlocked_delete_rows(distinct(rows[found]))
+            self._unlocked_captured(WriteOp("delete", ids))
             return found
+
+    def _unlocked_delete_rows(self, gone: np.ndarray) -> None:
+        self.segments.after_delete(self, gone)
+        for col in self.columns.values():
+            col.clear(gone)
+        self.index.delete(gone)
+        if self.foreign:
+            self.foreign -= bitmap_of(gone)
 
     def _unlocked_ensure_capacity(self) -> None:
         if self.n_rows > self._capacity:
@@ -168,6 +191,54 @@ class Shard:
         else:
             col.write(rows, batch.values, batch.null)
 
+    # ---- slot ownership and migration (see cdpcore.migration) ----------------------
+    def set_owned(self, owned: np.ndarray) -> None:
+        """The slots this shard serves from now on (a mask over the 16384 slots); live
+        rows of other slots become foreign."""
+        with self._lock:
+            self.owned = owned
+            self._unlocked_find_foreign()
+
+    def _unlocked_find_foreign(self) -> None:
+        if self.owned is None:
+            self.foreign = BitMap()
+            return
+        rows = np.flatnonzero(self.index.alive[:self.n_rows])
+        self.foreign = bitmap_of(rows[~self._unlocked_owns(rows)])
+
+    def _unlocked_owns(self, rows: np.ndarray) -> np.ndarray:
+        return self.owned[slots_of_hashes(self.index.hashes[rows])]
+
+    def visible(self, members: BitMap) -> BitMap:
+        """`members` without foreign rows (what a segment's size and exports count)."""
+        return members - self.foreign if self.foreign else members
+
+    def export_slots(self, slots: np.ndarray) -> tuple[Capture, list[ExportPart]]:
+        """Copy the profiles and events of `slots` (a slot mask) and start capturing the
+        writes to them, at one instant: the copy plus the captured writes is exactly
+        the slots' state at any later moment."""
+        with self._lock:
+            capture = Capture(slots)
+            self._captures.append(capture)
+            return capture, list(export_rows(self, rows_in_slots(self, slots)))
+
+    def end_capture(self, capture: Capture) -> None:
+        with self._lock:
+            if capture in self._captures:
+                self._captures.remove(capture)
+
+    def drop_slots(self, slots: np.ndarray) -> int:
+        """Forget every profile (and its events) of `slots`: a moved-out copy at the
+        source, or an abandoned copy at the target. Returns the profiles dropped."""
+        with self._lock:
+            gone = rows_in_slots(self, slots)
+            self._unlocked_delete_rows(gone)
+            return len(gone)
+
+    def _unlocked_captured(self, op: WriteOp) -> None:
+        for capture in self._captures:
+            capture.record(op)
+
     # ---- persistence (see cdpcore.durability) ---------------------------------------
     def state(self) -> dict:
         """A consistent copy of everything the shard holds (mutable arrays copied, sealed
@@ -193,6 +264,7 @@ class Shard:
             self._unlocked_ensure_capacity()
             self.events = EventStore.from_state(state["events"])
             self.segments.load(state["segments"])
+            self._unlocked_find_foreign()
 
     # ---- saved segments --------------------------------------------------------------
     def define_segment(self, defn: SegmentDef, now_us: int) -> int:

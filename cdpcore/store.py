@@ -232,7 +232,7 @@ class Store:
 
     def get_segment(self, name: str) -> SegmentInfo:
         defn = self.segment_catalog.get(name)
-        size = sum(s.read(lambda sh: len(sh.segments.members(name))) for s in self.shards)
+        size = sum(s.read(lambda sh: len(sh.visible(sh.segments.members(name)))) for s in self.shards)
         return SegmentInfo.of(defn, size)
 
     def list_segments(self) -> list[SegmentInfo]:

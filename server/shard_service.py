@@ -196,7 +196,7 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
 
     @rpc
     def Segments(self, request: pb.SegmentsRequest, context) -> pb.SegmentsResponse:
-        held = self.shard.read(lambda sh: [(st.defn, len(st.members)) for st in sh.segments.states.values()])
+        held = self.shard.read(lambda sh: [(st.defn, len(sh.visible(st.members))) for st in sh.segments.states.values()])
         return pb.SegmentsResponse(segments=[
             pb.ShardSegment(name=d.name, size=size,
                             definition=d.to_bytes() if request.definitions else b"")

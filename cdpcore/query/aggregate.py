@@ -32,7 +32,7 @@ _DENSE_AGG_FRACTION = 1 / 4
 def run_select(shard: "Shard", select: Select) -> Partial:
     """Caller holds the shard lock (see Shard.read)."""
     ev = Evaluator(shard)
-    rs = ev.evaluate(select.where)
+    rs = ev.visible(select.where)
     if select.kind == "aggregate":
         gathered: dict[str, np.ndarray] = {}
         return Partial("aggregate", states=[_agg_all(shard, g, rs, gathered, ev)
@@ -43,7 +43,7 @@ def run_select(shard: "Shard", select: Select) -> Partial:
 
 
 def count_where(shard: "Shard", where) -> int:
-    return Evaluator(shard).evaluate(where).count()
+    return Evaluator(shard).visible(where).count()
 
 
 # ---- whole-selection aggregates --------------------------------------------------------
@@ -401,4 +401,4 @@ def _id_ranks(shard: "Shard", rows: np.ndarray) -> np.ndarray:
 
 def ids_where(shard: "Shard", where) -> list[str]:
     """Every matching profile id, in row order (ListIds, exports)."""
-    return shard.index.ids_of(Evaluator(shard).evaluate(where).rows())
+    return shard.index.ids_of(Evaluator(shard).visible(where).rows())

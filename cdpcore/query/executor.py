@@ -18,7 +18,7 @@ from ..ids import EncodedIds
 from ..schema import ID_FIELD
 from .ir import And, Compare, Const, EventValue, Has, InSegment, InSet, IsNull, Like, Or, Predicate
 from . import event_values
-from .rowset import RowSet, intersect, union
+from .rowset import RowSet, intersect, union, without
 from .vectors import SCAN_CODES, codes_equal, compare_values, inset_values, leaf_codes
 
 if TYPE_CHECKING:
@@ -53,6 +53,11 @@ class Evaluator:
         if p is None:
             return self.all_rows()
         return _EVAL[type(p)](self, p)
+
+    def visible(self, p: Predicate | None) -> RowSet:
+        """The rows a query answers with: matching rows of the slots this shard owns
+        (segment upkeep evaluates foreign rows too; queries never see them)."""
+        return without(self.evaluate(p), self.shard.foreign)
 
     def all_rows(self) -> RowSet:
         return RowSet(self.n, mask=self.shard.index.alive[:self.n])

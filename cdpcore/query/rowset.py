@@ -104,3 +104,17 @@ def union(a: RowSet, b: RowSet) -> RowSet:
     if not a.has_mask and not b.has_mask and a.is_small() and b.is_small():
         return RowSet(a.n, rows=np.union1d(a.rows(), b.rows()))
     return RowSet(a.n, mask=a.mask() | b.mask())
+
+
+def without(a: RowSet, gone: BitMap) -> RowSet:
+    """`a` minus the rows of `gone` (a shard's foreign rows: usually empty)."""
+    if not gone:
+        return a
+    if a.has_bitmap:
+        return RowSet(a.n, bm=a.bitmap() - gone)
+    if a.has_mask:
+        mask = a.mask().copy()   # the mask may be the shard's own live-row array
+        mask[rows_of(gone)] = False
+        return RowSet(a.n, mask=mask)
+    rows = a.rows()
+    return RowSet(a.n, rows=rows[~RowSet(a.n, bm=gone).contains(rows)])

@@ -1,0 +1,218 @@
+"""Migration represents what one shard gives and takes when slots move between shards.
+
+Moving a batch of slots from a source to a target shard (the router drives it, see
+server/migration.py) needs three things of the engine, all here:
+
+- `export_slots`: the profiles and events of the slots, as ordinary write batches, taken
+  under the source's lock at one instant, together with the start of a `Capture`;
+- `Capture`: every write the source applies to those slots after that instant, kept in
+  apply order, so the target replays exactly what the copy missed (events are not
+  idempotent: a copy plus a forward of the same event would count it twice);
+- on the target, the copy and the replayed writes are ordinary upserts, tracks and
+  deletes (so they are logged and recovered like any write) into slots it does not own
+  yet: such rows are *foreign* (`Shard.foreign`), kept current but invisible to queries,
+  segment sizes and change logs until ownership flips; the source's copy becomes
+  foreign at the flip and is dropped (`Shard.drop_slots`).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from .coerce import FieldBatch
+from .column import NumericColumn, StringColumn, TagSetColumn
+from .batch import TagSets
+from .bitmap_index import bitmap_of, rows_of
+from .errors import FailedPrecondition
+from .events import Chunk, EventLog
+from .ids import EncodedIds
+from .schema import Field, FieldType
+from .slots import N_SLOTS, slots_of_hashes
+from .tracking import TS, TYPE
+
+if TYPE_CHECKING:
+    from .shard import Shard
+
+EXPORT_PART_ROWS = 20_000      # profiles per exported part (with their events): one message
+MAX_CAPTURED_RECORDS = 4_000_000   # a capture holding more is abandoned (the batch is retried)
+
+
+def slot_mask(slots) -> np.ndarray:
+    """A bool mask over the 16384 slots from a list of slot numbers."""
+    mask = np.zeros(N_SLOTS, dtype=bool)
+    mask[np.asarray(list(slots), dtype=np.int64)] = True
+    return mask
+
+
+@dataclass
+class WriteOp:
+    """One write as the shard applied it: kind "upsert" | "track" (ids, uid, batches as
+    in `Shard.upsert`) or "delete" (ids only)."""
+    kind: str
+    ids: EncodedIds
+    uid: np.ndarray | None = None
+    batches: list[FieldBatch] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids) if self.uid is None else len(self.uid)
+
+
+@dataclass
+class ExportPart:
+    """Up to EXPORT_PART_ROWS profiles of the moving slots and all their events."""
+    profiles: WriteOp
+    events: list[WriteOp]
+
+    @property
+    def n_events(self) -> int:
+        return sum(len(op) for op in self.events)
+
+
+class Capture:
+    """The writes to some slots since an export, in the source's apply order. Recorded
+    under the shard lock by `Shard` itself; taken by the migration in rounds."""
+
+    def __init__(self, slots: np.ndarray) -> None:
+        self.slots = slots
+        self._ops: list[WriteOp] = []
+        self._records = 0
+        self.overflowed = False
+        self._lock = threading.Lock()   # recording holds the shard lock; taking does not
+
+    def record(self, op: WriteOp) -> None:
+        keep = self.slots[slots_of_hashes(op.ids.hashes)]
+        if not keep.any() or self.overflowed:
+            return
+        op = op if keep.all() else _subset(op, keep)
+        with self._lock:
+            self._ops.append(op)
+            self._records += len(op)
+            if self._records > MAX_CAPTURED_RECORDS:
+                self.overflowed, self._ops = True, []
+
+    def take(self) -> list[WriteOp]:
+        """The writes recorded since the last take (oldest first)."""
+        with self._lock:
+            if self.overflowed:
+                raise FailedPrecondition(
+                    f"more than {MAX_CAPTURED_RECORDS:,} writes arrived for the moving slots "
+                    "during the copy; the batch must be copied again")
+            ops, self._ops = self._ops, []
+            return ops
+
+
+def _subset(op: WriteOp, keep_ids: np.ndarray) -> WriteOp:
+    """The part of a write whose ids are in the captured slots."""
+    sel = np.flatnonzero(keep_ids)
+    if op.uid is None:
+        return WriteOp(op.kind, op.ids.take(sel))
+    local = np.full(len(op.ids), -1, dtype=np.int64)
+    local[sel] = np.arange(sel.size)
+    recs = np.flatnonzero(keep_ids[op.uid])
+    return WriteOp(op.kind, op.ids.take(sel), local[op.uid[recs]], [b.take(recs) for b in op.batches])
+
+
+# ---- export (caller holds the source shard's lock) ----------------------------------------
+def rows_in_slots(shard: "Shard", slots: np.ndarray) -> np.ndarray:
+    """Live rows of the shard whose profile hashes to one of `slots` (a slot mask)."""
+    n = shard.n_rows
+    return np.flatnonzero(shard.index.alive[:n] & slots[slots_of_hashes(shard.index.hashes[:n])])
+
+
+def export_rows(shard: "Shard", rows: np.ndarray) -> Iterator[ExportPart]:
+    """The profiles of `rows` (sorted) and their events, in parts. The data are gathered
+    (copied) at once, so the caller may release the lock before consuming the parts."""
+    ids = _ids_of_rows(shard, rows)
+    fields = [_column_batch(col, rows) for col in shard.columns.values()]
+    event_parts = [_event_records(log, shard, rows) for log in shard.events.logs.values()]
+    for lo in range(0, len(rows), EXPORT_PART_ROWS):
+        hi = min(lo + EXPORT_PART_ROWS, len(rows))
+        part_ids = ids.take(np.arange(lo, hi))
+        profiles = WriteOp("upsert", part_ids, np.arange(hi - lo), [b.slice(lo, hi) for b in fields])
+        events = []
+        for name, pos, ts, props in event_parts:
+            sel = np.flatnonzero((pos >= lo) & (pos < hi))
+            if sel.size:
+                events.append(WriteOp("track", part_ids, pos[sel] - lo,
+                                      _event_batches(name, ts[sel], [p.take(sel) for p in props])))
+        yield ExportPart(profiles, events)
+
+
+def _ids_of_rows(shard: "Shard", rows: np.ndarray) -> EncodedIds:
+    buf, off = shard.index.id_bytes(rows)
+    return EncodedIds(buf, off, shard.index.hashes[rows].copy())
+
+
+def _column_batch(col, rows: np.ndarray) -> FieldBatch:
+    """A column's values for `rows` as a write batch that sets every one of them
+    (absent values as nulls), in the column's own storage form."""
+    n = len(rows)
+    named = np.ones(n, dtype=bool)
+    if isinstance(col, StringColumn):
+        codes = col.codes[rows].astype(np.int32)
+        return FieldBatch(col.field, named, codes < 0, codes=codes, categories=list(col.dictionary.values))
+    if isinstance(col, TagSetColumn):
+        return FieldBatch(col.field, named, ~col.present[rows], tags=_tag_sets(col, rows))
+    assert isinstance(col, NumericColumn)
+    return FieldBatch(col.field, named, ~col.present[rows], values=col.values[rows].copy())
+
+
+def _tag_sets(col: TagSetColumn, rows: np.ndarray) -> TagSets:
+    """Each row's tags (one bitmap intersection per tag), grouped by row position."""
+    wanted = bitmap_of(rows)
+    pos_parts, code_parts = [], []
+    for code, bm in enumerate(col.index.bitmaps):
+        hit = rows_of(bm & wanted)
+        if hit.size:
+            pos_parts.append(np.searchsorted(rows, hit))
+            code_parts.append(np.full(hit.size, code, dtype=np.int32))
+    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, dtype=np.int64)
+    codes = np.concatenate(code_parts) if code_parts else np.zeros(0, dtype=np.int32)
+    order = np.argsort(pos, kind="stable")
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pos, minlength=len(rows)), out=offsets[1:])
+    return TagSets(offsets, codes[order], list(col.dictionary.values))
+
+
+def _event_records(log: EventLog, shard: "Shard", rows: np.ndarray
+                   ) -> tuple[str, np.ndarray, np.ndarray, list[FieldBatch]]:
+    """(type, position of each event's row in `rows`, ts, property batches) of the
+    events of `rows`, oldest first within each sealed chunk."""
+    wanted = np.zeros(shard.n_rows, dtype=bool)
+    wanted[rows] = True
+    picked: list[Chunk] = []
+    for chunk in log.sealed(shard.alive_or_none()):
+        sel = np.flatnonzero(wanted[chunk.rows])
+        if sel.size:
+            picked.append(chunk.take(sel))
+    if not picked:
+        return log.name, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+    event_rows = np.concatenate([c.rows for c in picked]).astype(np.int64)
+    ts = np.concatenate([c.ts for c in picked])
+    props = [_property_batch(log, name, [c.props.get(name) for c in picked], [len(c) for c in picked])
+             for name in log.kinds]
+    return log.name, np.searchsorted(rows, event_rows), ts, props
+
+
+def _property_batch(log: EventLog, name: str, parts: list[np.ndarray | None],
+                    lengths: list[int]) -> FieldBatch:
+    kind = log.kinds[name]
+    if kind is FieldType.FLOAT:
+        values = np.concatenate([p if p is not None else np.full(k, np.nan) for p, k in zip(parts, lengths)])
+        null = np.isnan(values)
+        return FieldBatch(Field(name, kind), np.ones(len(values), dtype=bool), null, values=values)
+    codes = np.concatenate([p.astype(np.int32) if p is not None else np.full(k, -1, dtype=np.int32)
+                            for p, k in zip(parts, lengths)])
+    return FieldBatch(Field(name, kind), np.ones(len(codes), dtype=bool), codes < 0, codes=codes,
+                      categories=list(log.dictionaries[name].values))
+
+
+def _event_batches(name: str, ts: np.ndarray, props: list[FieldBatch]) -> list[FieldBatch]:
+    """A track batch of one event type: type, ts, then the properties."""
+    n = len(ts)
+    ones, zeros = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    types = FieldBatch(TYPE, ones, zeros, codes=np.zeros(n, dtype=np.int32), categories=[name])
+    return [types, FieldBatch(TS, ones, zeros, values=ts.astype(np.int64, copy=False)), *props]
