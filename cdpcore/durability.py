@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from . import snapshot, wire
 from .coerce import FieldBatch
 from .periodic import Periodic
@@ -154,11 +156,11 @@ class ShardDurability:
     def drop_segment(self, name: str) -> None:
         self._write({"op": "drop", "name": name}, lambda: self.shard.drop_segment(name))
 
-    def drop_slots(self, slots: list[int]) -> int:
+    def drop_slots(self, slots: np.ndarray) -> int:
         """Forget the profiles of slots this shard gave away (or an abandoned copy)."""
         dropped = []
-        self._write({"op": "drop_slots", "slots": _ranges(slots)},
-                    lambda: dropped.append(self.shard.drop_slots(slot_mask(slots))))
+        self._write({"op": "drop_slots", "slots": _ranges(np.flatnonzero(slots).tolist())},
+                    lambda: dropped.append(self.shard.drop_slots(slots)))
         return dropped[0]
 
     def _write(self, record: dict, apply: Callable[[], Any]) -> None:
@@ -171,22 +173,24 @@ class ShardDurability:
             self._snapshot_in_background()
 
     # ---- slot ownership (the shard's part of the slot map) -----------------------------
-    def save_slots(self, slots: list[int], epoch: int) -> None:
-        """Remember the slots this shard owns, so its data is never read under another
-        shard's slots after a restart (written atomically; small)."""
+    def save_slots(self, slots: list[int], epoch: int, cluster_id: str = "") -> None:
+        """Remember the slots this shard owns (and for which cluster), so its data is
+        never read under another shard's slots after a restart (written atomically)."""
         path = self.directory / "slots.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": epoch, "slots": _ranges(slots)}))
+        tmp.write_text(json.dumps({"epoch": epoch, "slots": _ranges(slots), "cluster": cluster_id}))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def load_slots(self) -> tuple[list[int], int] | None:
-        """(slots, epoch) saved by `save_slots`, or None for a shard never assigned."""
+    def load_slots(self) -> tuple[list[int], int, str] | None:
+        """(slots, epoch, cluster id) saved by `save_slots`, or None for a shard never assigned."""
         path = self.directory / "slots.json"
         if not path.exists():
             return None
         try:
             doc = json.loads(path.read_text())
-            return _expand(doc["slots"]), int(doc["epoch"])
+            return _expand(doc["slots"]), int(doc["epoch"]), str(doc.get("cluster", ""))
         except (ValueError, KeyError, TypeError) as e:
             raise RecoveryError(f"{path}: not a slot file ({e})") from None
 

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from concurrent import futures
+from pathlib import Path
 from typing import Callable
 
 import grpc
@@ -79,11 +80,13 @@ def build_shard(host: str = "127.0.0.1", port: int = 0, retained_changes: int = 
 
 def build_router(shards: list[str], host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], float] = time.time,
-                 segment_refresh_s: float | None = DEFAULT_REFRESH_S) -> tuple[grpc.Server, int, Cluster]:
+                 segment_refresh_s: float | None = DEFAULT_REFRESH_S,
+                 state_path: Path | None = None) -> tuple[grpc.Server, int, Cluster]:
     """`clock` is the router's now() for queries and for events tracked without a time
     (the demo pins it to its sample data's reference date); `segment_refresh_s` how often
-    time-dependent segments are re-evaluated (None: never)."""
-    cluster = Cluster(shards, clock, segment_refresh_s)
+    time-dependent segments are re-evaluated (None: never); `state_path` the router's
+    state file (shards and slot map; None: in memory only)."""
+    cluster = Cluster(shards, clock, segment_refresh_s, state_path)
     cluster.connect()
     server = _server(MAX_REQUEST_BYTES, workers=32 + MAX_WATCHES)
     profile_store_pb2_grpc.add_ProfileStoreServicer_to_server(ProfileStoreService(cluster), server)

@@ -25,12 +25,13 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 
 from cdpcore import routing, tracking, wire
-from cdpcore.errors import FailedPrecondition, ProfileNotFound, QueryError
+from cdpcore.errors import BatchError, FailedPrecondition, ProfileNotFound, QueryError, Unavailable
 from cdpcore.ingest import PreparedBatch, Rejections, write
 from cdpcore.query import reduce as rd
 from cdpcore.query import compile_select, compile_where, event_warnings
@@ -44,6 +45,9 @@ from cdpcore.store import DeleteResult, QueryResult, TrackResult, UpsertResult
 from cdpcore.tracking import EventSchema
 from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb
+from server.cluster_state import ClusterState
+from server.map_lock import MapLock
+from server.migration import Migrator, Progress, check_candidate, plan_add, plan_remove
 from server.shard_client import ShardClient
 from server.watch import SegmentFanIn
 
@@ -61,6 +65,7 @@ class ShardHealth:
     fsync: str = ""            # "" : memory only
     data_dir: str = ""
     recovery: str = ""
+    shard_id: int = 0
 
 
 @dataclass
@@ -78,21 +83,44 @@ class Cluster:
     """Safe for concurrent use: the schemas lock themselves, clients are thread-safe."""
 
     def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time,
-                 segment_refresh_s: float | None = DEFAULT_REFRESH_S) -> None:
-        """`segment_refresh_s`: how often time-dependent segments are re-evaluated (None: never)."""
-        if not addresses:
+                 segment_refresh_s: float | None = DEFAULT_REFRESH_S,
+                 state_path: Path | None = None) -> None:
+        """`segment_refresh_s`: how often time-dependent segments are re-evaluated (None:
+        never); `state_path`: the router's state file (shards and slot map), read at
+        start when it exists and rewritten at every change (None: kept in memory)."""
+        self.state_path = state_path
+        saved = ClusterState.load(state_path) if state_path is not None else None
+        if saved is None and not addresses:
             raise ValueError("a cluster needs at least one shard address")
-        self.clients = [ShardClient(a, resync=self._resync) for a in addresses]
-        self.slot_map = SlotMap.even(len(addresses))
+        self.state = saved or ClusterState.fresh(addresses)
+        self._saved_state = saved is not None
+        self._listed = [] if saved is None else addresses   # to match against the state's shards
+        self.shards: dict[int, ShardClient] = {i: self._client(i, a) for i, a in self.state.shards.items()}
+        self.map_lock = MapLock()
+        self.migrator = Migrator(self)
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
         self.segments = SegmentCatalog()
         self._clock = clock
         # Each fan-out holds one thread per shard for the length of a shard call, and the
         # router serves up to 32 calls at once (app.py), so size for that, not for cores.
-        self._pool = ThreadPoolExecutor(max_workers=32 * len(addresses), thread_name_prefix="cdp-fanout")
+        self._pool = ThreadPoolExecutor(max_workers=32 * max(4, len(self.shards)), thread_name_prefix="cdp-fanout")
         self._ddl = threading.Lock()    # segment create/delete/refresh, one at a time
         self._refresher = Periodic(self.refresh_segments, segment_refresh_s)
+
+    def _client(self, shard_id: int, address: str) -> ShardClient:
+        client = ShardClient(address, resync=self._resync)
+        client.shard_id = shard_id
+        return client
+
+    @property
+    def clients(self) -> list[ShardClient]:
+        """The member shards, for fan-outs (a copy: shards may join or leave meanwhile)."""
+        return list(self.shards.values())
+
+    @property
+    def slot_map(self) -> SlotMap:
+        return self.state.slot_map
 
     def close(self) -> None:
         self._refresher.stop()
@@ -104,7 +132,11 @@ class Cluster:
         """Give every shard its slots and agree on one schema (the union of theirs); learn
         the event properties and types the shards hold (a restarted router must not
         accept a property of the other type, nor warn about types already tracked)."""
-        self.slot_map = self._agreed_slot_map()
+        if self._saved_state:
+            self._check_saved_state()
+        else:
+            self.state.slot_map = self._agreed_slot_map()
+            self._save_state()
         for client in self.clients:
             self._assign(client)
         for reply in self._fanout(lambda c: c.call("Schema", pb.ShardStatusRequest()), self.clients):
@@ -121,6 +153,11 @@ class Cluster:
         order adopts their map; one whose shards disagree with any map refuses to start,
         since serving would read every profile under the wrong shard."""
         replies = self._fanout(lambda c: c.call("Status", pb.ShardStatusRequest()), self.clients)
+        clusters = {r.cluster_id for r in replies if r.cluster_id}
+        if len(clusters) > 1:
+            raise FailedPrecondition(f"these shards hold data of {len(clusters)} different clusters")
+        if clusters:   # a router restarted without its state file: the shards' cluster
+            self.state.cluster_id = clusters.pop()
         held = [np.asarray(r.slots, dtype=np.int64) for r in replies]
         even = SlotMap.even(len(self.clients))
         if not any(len(h) for h in held):
@@ -135,12 +172,46 @@ class Cluster:
                 raise FailedPrecondition(
                     f"shard {self.clients[i].address} holds {len(slots)} slots that do not fit "
                     f"a map over these {len(self.clients)} shards: list the shards as before "
-                    "(same set; adding shards online is not built yet)")
+                    "(same set), or start the router with the state file it wrote (--state)")
         return even
 
+    def _check_saved_state(self) -> None:
+        """A router restarted from its state file: shards listed on the command line that
+        the file knows under another address (a restarted `cdp serve` gives its shards
+        new ports) are found by the slots they hold; an epoch newer than the file's
+        means the file is stale (serving would read profiles under the wrong shards)."""
+        known = set(self.state.shards.values())
+        for address in [a for a in self._listed if a not in known]:
+            probe = ShardClient(address)
+            try:
+                status = probe.call("Status", pb.ShardStatusRequest())
+            finally:
+                probe.close()
+            found = [i for i in self.shards
+                     if status.slots and np.array_equal(np.sort(np.asarray(status.slots)),
+                                                        self.slot_map.slots_of_shard(i))]
+            if not found or status.cluster_id != self.state.cluster_id:
+                raise FailedPrecondition(f"shard {address} is not in the state file {self.state_path}: "
+                                         "add shards with `cdp cluster add-shard`")
+            self.shards[found[0]].close()
+            self.shards[found[0]] = self._client(found[0], address)
+            self.state.shards[found[0]] = address
+        for client, reply in zip(self.clients, self._fanout(
+                lambda c: c.call("Status", pb.ShardStatusRequest()), self.clients)):
+            if reply.epoch > self.slot_map.epoch:
+                raise FailedPrecondition(
+                    f"shard {client.address} was assigned slots at epoch {reply.epoch}, after this "
+                    f"state file's epoch {self.slot_map.epoch}: the file is stale")
+        self._save_state()
+
+    def _save_state(self) -> None:
+        if self.state_path is not None:
+            self.state.save(self.state_path)
+
     def _assign(self, client: ShardClient) -> None:
-        slots = self.slot_map.slots_of_shard(self.clients.index(client)).tolist()
-        client.call("Assign", pb.ShardAssignRequest(slots=slots, epoch=self.slot_map.epoch))
+        slots = self.slot_map.slots_of_shard(client.shard_id).tolist()
+        client.call("Assign", pb.ShardAssignRequest(slots=slots, epoch=self.slot_map.epoch,
+                                                    cluster_id=self.state.cluster_id))
 
     def _resync(self, client: ShardClient) -> None:
         """A shard that was unavailable is back (maybe a new process): what `connect`
@@ -159,6 +230,83 @@ class Cluster:
         """Every shard writes a snapshot now (all of them, in parallel)."""
         replies = self._fanout(lambda c: c.call("Snapshot", pb.ShardSnapshotRequest(), timeout), self.clients)
         return [ShardSnapshot(c.address, r.file, r.lsn, r.seconds) for c, r in zip(self.clients, replies)]
+
+    # ---- cluster operations (see server/migration.py) ----------------------------------
+    def add_shard(self, address: str, timeout: float | None = None) -> Progress:
+        """Join a new, empty shard and start moving it an even share of the slots. An
+        address already a member but short of its share resumes (an interrupted add)."""
+        self._refuse_if_migrating()
+        member = [i for i, a in self.state.shards.items() if a == address]
+        if member:
+            moves = plan_add(self.slot_map.owners, member[0])
+            if not moves:
+                raise BatchError(f"{address} is already a member of this cluster (and holds its share)")
+            return self.migrator.start("add", address, moves, finish=lambda: None)
+        client = self._client(self.state.next_id, address)
+        try:
+            status = client.call("Status", pb.ShardStatusRequest(), timeout or 10.0)
+            check_candidate(status, address, self.state.cluster_id)
+            with self._ddl:
+                self._resync(client)    # its (empty) slots, the schema, the segments
+                with self.map_lock.exclusive():
+                    self.shards[client.shard_id] = client
+                    self.state.shards[client.shard_id] = address
+                    self.state.next_id = client.shard_id + 1
+                    self._save_state()
+        except Unavailable as e:
+            client.close()
+            raise BatchError(f"{address} does not answer: {e}") from None
+        except Exception:
+            client.close()
+            raise
+        log.info("shard %s joined as shard %d", address, client.shard_id)
+        return self.migrator.start("add", address, plan_add(self.slot_map.owners, client.shard_id),
+                                   finish=lambda: None)
+
+    def remove_shard(self, address: str) -> Progress:
+        """Move a shard's slots evenly to the others, then let it go."""
+        self._refuse_if_migrating()
+        member = [i for i, a in self.state.shards.items() if a == address]
+        if not member:
+            raise BatchError(f"{address} is not a member of this cluster")
+        if len(self.shards) == 1:
+            raise BatchError(f"{address} is the last shard: a cluster needs one")
+        leaving = member[0]
+
+        def finish() -> None:
+            with self.map_lock.exclusive():
+                client = self.shards.pop(leaving)
+                del self.state.shards[leaving]
+                self._save_state()
+            try:
+                client.call("Assign", pb.ShardAssignRequest(slots=[], epoch=self.slot_map.epoch,
+                                                            cluster_id=self.state.cluster_id))
+            except Exception as e:  # noqa: BLE001 - it owns nothing in the map either way
+                log.warning("removed shard %s: %s", address, e)
+            client.close()
+        return self.migrator.start("remove", address, plan_remove(self.slot_map.owners, leaving), finish)
+
+    def _refuse_if_migrating(self) -> None:
+        if self.migrator.running():
+            p = self.migrator.progress
+            raise FailedPrecondition(f"a migration is running ({p.kind} {p.shard}, "
+                                     f"{p.slots_moved}/{p.slots_total} slots moved); wait for it")
+
+    def commit_move(self, slots: np.ndarray, source: int, target: int) -> None:
+        """Flip the slots' owner (the caller holds the map lock exclusively): the state
+        file first (the commit point), then the two shards. A shard that misses its
+        Assign is marked stale and gets its slots before its next call."""
+        owners = self.slot_map.owners.copy()
+        owners[slots] = target
+        self.state.slot_map = SlotMap(owners, epoch=self.slot_map.epoch + 1)
+        self._save_state()
+        for shard_id in (target, source):
+            client = self.shards[shard_id]
+            try:
+                self._assign(client)
+            except Exception as e:  # noqa: BLE001 - resynced before its next call
+                client.stale = True
+                log.warning("flip of %d slots: shard %s not told yet: %s", len(slots), client.address, e)
 
     # ---- schema --------------------------------------------------------------------
     def define(self, spec: Mapping[str, Any]) -> None:
@@ -197,33 +345,35 @@ class Cluster:
         return apply
 
     def _apply(self, method: str, prepared: PreparedBatch, timeout: float | None) -> None:
-        parts = routing.split(prepared.enc, self.slot_map, len(self.clients), prepared.distinct)
-        epoch = self.slot_map.epoch
+        with self.map_lock.shared():
+            slot_map = self.slot_map
+            parts = routing.split(prepared.enc, slot_map, slot_map.n_shards, prepared.distinct)
 
-        def send(part: routing.ShardPart) -> None:
-            batch = wire.encode_write(part.ids(), part.uid, part.batches(prepared.batches))
-            self.clients[part.shard].call(method, pb.ApplyRequest(batch=batch, epoch=epoch), timeout)
-        self._fanout(send, parts)
+            def send(part: routing.ShardPart) -> None:
+                batch = wire.encode_write(part.ids(), part.uid, part.batches(prepared.batches))
+                self.shards[part.shard].call(method, pb.ApplyRequest(batch=batch, epoch=slot_map.epoch), timeout)
+            self._fanout(send, parts)
 
     def delete(self, ids: list[str], timeout: float | None = None) -> DeleteResult:
-        ids, _, owner = routing.owners_of_ids(ids, self.slot_map)
-        found = np.zeros(len(ids), dtype=bool)
+        with self.map_lock.shared():
+            ids, _, owner = routing.owners_of_ids(ids, self.slot_map)
+            found = np.zeros(len(ids), dtype=bool)
 
-        def remove(s: int) -> None:
-            sel = np.flatnonzero(owner == s)
-            reply = self.clients[s].call("Delete", pb.ShardIdsRequest(ids=[ids[i] for i in sel]), timeout)
-            found[sel] = reply.found
-        self._fanout(remove, sorted(set(owner.tolist())))
+            def remove(s: int) -> None:
+                sel = np.flatnonzero(owner == s)
+                reply = self.shards[s].call("Delete", pb.ShardIdsRequest(ids=[ids[i] for i in sel]), timeout)
+                found[sel] = reply.found
+            self._fanout(remove, sorted(set(owner.tolist())))
         return DeleteResult(int(found.sum()), [ids[i] for i in np.flatnonzero(~found).tolist()])
 
     # ---- reads ---------------------------------------------------------------------
     def get_profile(self, profile_id: str, events_limit: int = 0, timeout: float | None = None
                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The profile and its `events_limit` most recent events (most recent first)."""
-        _, _, owner = routing.owners_of_ids([profile_id], self.slot_map)
-        client = self.clients[int(owner[0])]
         request = pb.ShardIdsRequest(ids=[profile_id], events_limit=events_limit)
-        reply = client.call("Get", request, timeout)
+        with self.map_lock.shared():
+            _, _, owner = routing.owners_of_ids([profile_id], self.slot_map)
+            reply = self.shards[int(owner[0])].call("Get", request, timeout)
         profile = wire.unpack(reply.profiles)[0]
         if profile is None:
             raise ProfileNotFound(f"profile {profile_id!r} not found")
@@ -254,24 +404,27 @@ class Cluster:
         return compile_where(where, self.schema, now_us, self.events, segments, used)
 
     def _partials(self, request: pb.ExecuteRequest, timeout: float | None) -> list[Partial]:
-        replies = self._fanout(lambda c: c.call("Execute", request, timeout), self.clients)
+        with self.map_lock.shared():
+            request.epoch = self.slot_map.epoch
+            replies = self._fanout(lambda c: c.call("Execute", request, timeout), self.clients)
         return [wire.decode_partial(r.partial) for r in replies]
 
     def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:
         plan = self._compile(where, self._now_us(), self.segments.names())
         request = pb.ShardListIdsRequest(where=wire.encode_plan(plan), batch_size=batch_size)
-        for client in self.clients:
-            for batch in client.stream("ListIds", request):
-                yield list(batch.ids)
+        with self.map_lock.shared():   # no slot moves mid-listing: each id exactly once
+            for client in self.clients:
+                for batch in client.stream("ListIds", request):
+                    yield list(batch.ids)
 
     def health(self) -> list[ShardHealth]:
         def probe(client: ShardClient) -> ShardHealth:
             try:
                 s = client.ping()
             except Exception as e:  # noqa: BLE001 - a status report shows every failure
-                return ShardHealth(client.address, False, str(e))
+                return ShardHealth(client.address, False, str(e), shard_id=client.shard_id)
             return ShardHealth(client.address, True, "", list(s.slots), s.profiles, s.memory_bytes,
-                               s.fsync, s.data_dir, s.recovery)
+                               s.fsync, s.data_dir, s.recovery, client.shard_id)
         return self._fanout(probe, self.clients)
 
     # ---- saved segments ----------------------------------------------------------------
@@ -330,20 +483,23 @@ class Cluster:
             if f not in self.schema:
                 raise QueryError(f"unknown field {f!r}")
         request = pb.ShardExportRequest(name=name, fields=fields, batch_size=batch_size)
-        for client in self.clients:
-            yield from client.stream("ExportSegment", request, timeout)
+        with self.map_lock.shared():   # no slot moves mid-export: each member exactly once
+            for client in self.clients:
+                yield from client.stream("ExportSegment", request, timeout)
 
     def watch_segment(self, name: str, after: Mapping[int, int], initial: bool) -> SegmentFanIn:
         """Every shard's changes of a segment, fanned in (see server/watch.py); shards named
         in `after` resume after that seq, the others start now (with members if `initial`)."""
         self.segments.get(name)
-        unknown = sorted(set(after) - set(range(len(self.clients))))
+        unknown = sorted(s for s in after if s >= self.state.next_id)
         if unknown:
-            raise QueryError(f"shard {unknown[0]} does not exist (shards are 0..{len(self.clients) - 1})")
+            raise QueryError(f"shard {unknown[0]} does not exist (shard ids are below {self.state.next_id})")
+        clients = self.clients
         calls = [client.open_stream("WatchSegment", pb.ShardWatchRequest(
-                     name=name, resume=i in after, after=after.get(i, 0), initial=initial, shard=i), None)
-                 for i, client in enumerate(self.clients)]
-        return SegmentFanIn(self.clients, calls)
+                     name=name, resume=client.shard_id in after, after=after.get(client.shard_id, 0),
+                     initial=initial, shard=client.shard_id), None)
+                 for client in clients]
+        return SegmentFanIn(clients, calls)
 
     def _segment_sizes(self, timeout: float | None) -> Counter[str]:
         sizes: Counter[str] = Counter()

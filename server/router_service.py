@@ -6,11 +6,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 from cdpcore import tracking
-from cdpcore.errors import RecordError
+from cdpcore.errors import BatchError, RecordError
 from cdpcore.ingest import Rejections, check_columns, columns_of_records
 from cdpcore.store import TrackResult, UpsertResult
 from server import codec
 from server.cluster import Cluster, Defer
+from server.migration import Progress
 from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc
 from server.pb.cdp.v1 import profile_store_pb2 as pb
 from server.pb.cdp.v1 import profile_store_pb2_grpc
@@ -198,16 +199,42 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             address=h.address, healthy=h.healthy, error=h.error, slots_owned=len(h.slots or []),
             slot_ranges=[admin_pb2.SlotRange(first=a, last=b) for a, b in slot_ranges(h.slots or [])],
             profiles=h.profiles, memory_bytes=h.memory_bytes, fsync=h.fsync, data_dir=h.data_dir,
-            recovery=h.recovery) for h in self.cluster.health()]
+            recovery=h.recovery, shard_id=h.shard_id) for h in self.cluster.health()]
+        progress = self.cluster.migrator.progress
         return admin_pb2.ClusterStatusResponse(slot_map_epoch=self.cluster.slot_map.epoch, shards=shards,
                                                profiles=sum(s.profiles for s in shards),
-                                               segments=len(self.cluster.segments.names()))
+                                               segments=len(self.cluster.segments.names()),
+                                               migration=_migration_message(progress) if progress else None,
+                                               cluster_id=self.cluster.state.cluster_id)
+
+    @rpc
+    def AddShard(self, request: admin_pb2.AddShardRequest, context) -> admin_pb2.MigrationStatus:
+        return _migration_message(self.cluster.add_shard(_address(request.address), context.time_remaining()))
+
+    @rpc
+    def RemoveShard(self, request: admin_pb2.RemoveShardRequest, context) -> admin_pb2.MigrationStatus:
+        return _migration_message(self.cluster.remove_shard(_address(request.address)))
 
     @rpc
     def Snapshot(self, request: admin_pb2.SnapshotRequest, context) -> admin_pb2.SnapshotResponse:
         done = self.cluster.snapshot(context.time_remaining())
         return admin_pb2.SnapshotResponse(shards=[
             admin_pb2.ShardSnapshot(address=s.address, file=s.file, lsn=s.lsn, seconds=s.seconds) for s in done])
+
+
+def _address(text: str) -> str:
+    """A host:port, or INVALID_ARGUMENT naming what is wrong with it."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BatchError(f"shard address {text!r} is not host:port")
+    return text.strip()
+
+
+def _migration_message(p: Progress) -> admin_pb2.MigrationStatus:
+    return admin_pb2.MigrationStatus(
+        kind=p.kind, shard=p.shard, state=p.state, slots_total=p.slots_total, slots_moved=p.slots_moved,
+        slots_moving=p.slots_moving, profiles_copied=p.profiles_copied, events_copied=p.events_copied,
+        profiles_per_second=p.profiles_per_second, seconds=p.seconds, error=p.error)
 
 
 def slot_ranges(slots: list[int]) -> list[tuple[int, int]]:

@@ -4,7 +4,9 @@ Each method decodes, calls one engine method, encodes (STYLE practice 2). The sh
 keeps its own copy of the schema (the router declares fields on every shard before it
 sends values for them), of the event schema (learnt from the event batches it is sent,
 so a router that connects later can learn it back), and the set of slots it owns with
-the slot-map epoch.
+the slot-map epoch. When slots move (server/migration.py), the source exports them with
+a capture of later writes, the target imports them into slots it does not own yet
+(foreign rows: kept, logged, invisible), and the moved-out copy is dropped.
 
 With a data directory (`cdp shard --data DIR`), every write goes through the engine's
 ShardDurability (logged, applied, fsynced per policy before the reply) and the shard
@@ -32,6 +34,7 @@ from cdpcore.durability import RecoveryReport, ShardDurability
 from cdpcore.errors import BatchError, FailedPrecondition, SegmentNotFound, Unavailable
 from cdpcore.ids import EncodedIds
 from cdpcore.membership import DEFAULT_RETAINED, ChangeLog, SegmentWatch, export_batches
+from cdpcore.migration import Capture, WriteOp, slot_mask
 from cdpcore.query import aggregate
 from cdpcore.query.ir import Select
 from cdpcore.query.reduce import Partial
@@ -79,12 +82,15 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         self.writer: ShardDurability | InMemory = self.durable or InMemory(self.shard)
         self.owned = np.zeros(N_SLOTS, dtype=bool)
         self.epoch = 0
+        self.cluster_id = ""
         saved = self.durable.load_slots() if self.durable is not None else None
         if saved is not None:  # a restarted shard knows its slots: the router checks them
-            self.owned[np.asarray(saved[0], dtype=np.int64)] = True
-            self.epoch = saved[1]
-        self._lock = threading.Lock()  # guards owned/epoch
+            self.owned = slot_mask(saved[0])
+            self.epoch, self.cluster_id = saved[1], saved[2]
+            self.shard.set_owned(self.owned)
+        self._lock = threading.Lock()  # guards owned/epoch/cluster_id
         self._watches = WatchLimit()
+        self._captures: dict[str, Capture] = {}   # migration name → writes captured for it
 
     def close(self) -> None:
         """Graceful shutdown: a final snapshot, so the next start replays nothing."""
@@ -96,20 +102,26 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     def Apply(self, request: pb.ApplyRequest, context) -> pb.ApplyResponse:
         ids, uid, batches = wire.decode_write(request.batch)
         self._check_owned(ids.hashes)
-        unknown = {b.field.name: b.field.type for b in batches if self.schema.get(b.field.name) != b.field}
-        if unknown:
-            self.schema.declare(unknown)  # the router declares first; a conflict is a SchemaError
-        self.writer.upsert(ids, uid, batches)
+        self._upsert(ids, uid, batches)
         return pb.ApplyResponse()
 
     @rpc
     def Track(self, request: pb.ApplyRequest, context) -> pb.ApplyResponse:
         ids, uid, batches = wire.decode_write(request.batch)
         self._check_owned(ids.hashes)
+        self._track(ids, uid, batches)
+        return pb.ApplyResponse()
+
+    def _upsert(self, ids: EncodedIds, uid: np.ndarray, batches: list[FieldBatch]) -> None:
+        unknown = {b.field.name: b.field.type for b in batches if self.schema.get(b.field.name) != b.field}
+        if unknown:
+            self.schema.declare(unknown)  # the router declares first; a conflict is a SchemaError
+        self.writer.upsert(ids, uid, batches)
+
+    def _track(self, ids: EncodedIds, uid: np.ndarray, batches: list[FieldBatch]) -> None:
         self._learn_events(batches)
         self.writer.track(ids, uid, batches)
         self.events.note_types(tracking.accepted_types(batches[0]))
-        return pb.ApplyResponse()
 
     @rpc
     def Delete(self, request: pb.ShardIdsRequest, context) -> pb.ShardDeleteResponse:
@@ -125,13 +137,72 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
 
     @rpc
     def Assign(self, request: pb.ShardAssignRequest, context) -> pb.ShardStatusResponse:
-        owned = np.zeros(N_SLOTS, dtype=bool)
-        owned[np.asarray(request.slots, dtype=np.int64)] = True
+        owned = slot_mask(request.slots)
         with self._lock:
+            if self.cluster_id and request.cluster_id and request.cluster_id != self.cluster_id:
+                raise FailedPrecondition(f"this shard holds data of cluster {self.cluster_id}, "
+                                         f"not {request.cluster_id}")
+            cluster_id = request.cluster_id or self.cluster_id
             if self.durable is not None:
-                self.durable.save_slots(list(request.slots), request.epoch)
-            self.owned, self.epoch = owned, request.epoch
+                self.durable.save_slots(list(request.slots), request.epoch, cluster_id)
+            self.owned, self.epoch, self.cluster_id = owned, request.epoch, cluster_id
+            self.shard.set_owned(owned)
         return self._status()
+
+    # ---- slot migration ----------------------------------------------------------------
+    @rpc
+    def ExportSlots(self, request: pb.ExportSlotsRequest, context) -> Iterator[pb.WriteOps]:
+        """Copy the slots' profiles and events, starting a capture of the writes to them."""
+        slots = slot_mask(request.slots)
+        with self._lock:
+            if (slots & ~self.owned).any():
+                raise FailedPrecondition("ExportSlots: slots this shard does not own")
+        capture, parts = self.shard.export_slots(slots)
+        self._end_capture(request.migration)
+        self._captures[request.migration] = capture
+        for part in parts:
+            yield pb.WriteOps(ops=[_op_message(op) for op in (part.profiles, *part.events)],
+                              profiles=len(part.profiles.ids), events=part.n_events)
+
+    @rpc
+    def CatchUp(self, request: pb.CatchUpRequest, context) -> pb.WriteOps:
+        """The writes to the exporting slots since the last CatchUp (or the export)."""
+        capture = self._captures.get(request.migration)
+        if capture is None:
+            raise FailedPrecondition(f"no capture {request.migration!r} on this shard (restarted?)")
+        ops = capture.take()
+        if request.end:
+            self._end_capture(request.migration)
+        return pb.WriteOps(ops=[_op_message(op) for op in ops], profiles=sum(map(len, ops)))
+
+    def _end_capture(self, name: str) -> None:
+        capture = self._captures.pop(name, None)
+        if capture is not None:
+            self.shard.end_capture(capture)
+
+    @rpc
+    def Import(self, request: pb.WriteOps, context) -> pb.ApplyResponse:
+        """Copied or captured writes for slots this shard does not own (yet), in order."""
+        for op in request.ops:
+            ids, uid, batches = wire.decode_write(op.batch)
+            self._check_foreign(ids.hashes)
+            if op.kind == "upsert":
+                self._upsert(ids, uid, batches)
+            elif op.kind == "track":
+                self._track(ids, uid, batches)
+            elif op.kind == "delete":
+                self.writer.delete(ids)
+            else:
+                raise BatchError(f"Import: unknown write kind {op.kind!r}")
+        return pb.ApplyResponse()
+
+    @rpc
+    def DropSlots(self, request: pb.DropSlotsRequest, context) -> pb.DropSlotsResponse:
+        slots = slot_mask(request.slots)
+        with self._lock:
+            if (slots & self.owned).any():
+                raise FailedPrecondition("DropSlots: refusing to drop slots this shard owns")
+        return pb.DropSlotsResponse(dropped=self.writer.drop_slots(slots))
 
     # ---- reads ---------------------------------------------------------------------
     @rpc
@@ -255,6 +326,15 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
                 f"MOVED: slot {int(stray[0])} is not owned by this shard (epoch {epoch}); "
                 "refresh the slot map")
 
+    def _check_foreign(self, hashes: np.ndarray) -> None:
+        """Imports only go to slots this shard does not own: an owned slot has live data
+        that a copy would overwrite."""
+        slots = slots_of_hashes(hashes)
+        with self._lock:
+            owned = slots[self.owned[slots]]
+        if owned.size:
+            raise FailedPrecondition(f"Import: slot {int(owned[0])} is owned by this shard")
+
     def _learn_events(self, batches: list[FieldBatch]) -> None:
         """Declare the batch's properties this shard has not seen (the router checked
         them against the cluster's event schema; a conflict here is a SchemaError)."""
@@ -272,13 +352,19 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
 
     def _status(self) -> pb.ShardStatusResponse:
         with self._lock:
-            slots, epoch = np.flatnonzero(self.owned).tolist(), self.epoch
+            slots, epoch, cluster_id = np.flatnonzero(self.owned).tolist(), self.epoch, self.cluster_id
         durable = self.durable
         return pb.ShardStatusResponse(
             profiles=len(self.shard), memory_bytes=rss_bytes(), slots=slots, epoch=epoch,
+            cluster_id=cluster_id, foreign=len(self.shard.foreign),
             fsync=str(durable.wal.policy) if durable else "",
             data_dir=str(durable.directory) if durable else "",
             recovery=self.recovery.summary() if self.recovery else "")
+
+
+def _op_message(op: WriteOp) -> pb.WriteOp:
+    uid = op.uid if op.uid is not None else np.zeros(0, dtype=np.int64)
+    return pb.WriteOp(kind=op.kind, batch=wire.encode_write(op.ids, uid, op.batches or []))
 
 
 def _watch_messages(changes: list, shard: int, size: int) -> Iterator[ps.WatchSegmentResponse]:

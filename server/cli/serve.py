@@ -72,13 +72,22 @@ def shard(host: str, port: int, retained: int, data_dir: Path | None, fsync: str
 
 
 @click.command()
-@click.option("--shard", "shards", multiple=True, required=True, help="Shard address host:port (repeat).")
+@click.option("--shard", "shards", multiple=True, help="Shard address host:port (repeat).")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The router's state file (shards and slot map): read at start if it exists, "
+                   "rewritten at every change. Without it the map lives in memory only.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7070, show_default=True)
 @refresh_option
-def router(shards: tuple[str, ...], host: str, port: int, refresh: float) -> None:
+def router(shards: tuple[str, ...], state_path: Path | None, host: str, port: int, refresh: float) -> None:
     """Run a router over shards that are already running."""
-    server, bound, cluster = app.build_router(list(shards), host, port, segment_refresh_s=refresh or None)
+    if not shards and (state_path is None or not state_path.exists()):
+        raise click.UsageError("give the shards (--shard HOST:PORT ...) or an existing --state file")
+    try:
+        server, bound, cluster = app.build_router(list(shards), host, port, segment_refresh_s=refresh or None,
+                                                  state_path=state_path)
+    except CdpError as e:
+        raise click.ClickException(str(e)) from None
     try:
         app.run_until_signalled(server, lambda: _ready(f"{host}:{bound}"))
     finally:
@@ -96,7 +105,8 @@ def router(shards: tuple[str, ...], host: str, port: int, refresh: float) -> Non
 def serve(n_shards: int, host: str, port: int, refresh: float, retained: int,
           data_dir: Path | None, fsync: str | None) -> None:
     """Start N shard processes and a router in front of them (a local cluster); with
-    --data DIR, shard i keeps its data in DIR/shard-i."""
+    --data DIR, shard i keeps its data in DIR/shard-i and the router its state in
+    DIR/router.json (shards added later with `cdp cluster add-shard` are listed there)."""
     fsync = _check_fsync(data_dir, fsync)
     if data_dir is not None:
         try:  # ids are placed by the shard count: the same DIR needs the same --shards
@@ -109,7 +119,9 @@ def serve(n_shards: int, host: str, port: int, refresh: float, retained: int,
             shard_dir = None if data_dir is None else data_dir / f"shard-{i}"
             children.append(start_shard_process(host, retained=retained, data_dir=shard_dir, fsync=fsync))
         addresses = [address for _, address in children]
-        server, bound, cluster = app.build_router(addresses, host, port, segment_refresh_s=refresh or None)
+        state = None if data_dir is None else data_dir / "router.json"
+        server, bound, cluster = app.build_router(addresses, host, port, segment_refresh_s=refresh or None,
+                                                  state_path=state)
         click.echo(f"shards: {', '.join(addresses)}", err=True)
         app.run_until_signalled(server, lambda: _ready(f"{host}:{bound}"))
         cluster.close()

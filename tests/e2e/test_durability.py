@@ -83,7 +83,7 @@ def test_serve_with_data_comes_back_after_a_restart(tmp_path):
         before = answers(running, sample)
         status = running.cdp("cluster", "status").stdout
         assert status.count("fsync always") == 2 and "replayed 0 WAL records" in status
-    assert sorted(p.name for p in data.iterdir()) == ["shard-0", "shard-1", "store.json"]
+    assert sorted(p.name for p in data.iterdir()) == ["router.json", "shard-0", "shard-1", "store.json"]
     with serving("--shards", "2", "--data", str(data)) as running:
         assert answers(running, sample) == before
         status = running.cdp("cluster", "status").stdout

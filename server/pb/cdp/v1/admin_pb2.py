@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/admin.proto\x12\x06\x63\x64p.v1\"\x16\n\x14\x43lusterStatusRequest\"(\n\tSlotRange\x12\r\n\x05\x66irst\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\r\"\xd6\x01\n\x0bShardStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bslots_owned\x18\x04 \x01(\r\x12&\n\x0bslot_ranges\x18\x05 \x03(\x0b\x32\x11.cdp.v1.SlotRange\x12\x10\n\x08profiles\x18\x06 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\r\n\x05\x66sync\x18\x08 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\t \x01(\t\x12\x10\n\x08recovery\x18\n \x01(\t\"x\n\x15\x43lusterStatusResponse\x12\x16\n\x0eslot_map_epoch\x18\x01 \x01(\x04\x12#\n\x06shards\x18\x02 \x03(\x0b\x32\x13.cdp.v1.ShardStatus\x12\x10\n\x08profiles\x18\x03 \x01(\x04\x12\x10\n\x08segments\x18\x04 \x01(\r\"\x11\n\x0fSnapshotRequest\"L\n\rShardSnapshot\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0b\n\x03lsn\x18\x03 \x01(\x04\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"9\n\x10SnapshotResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.cdp.v1.ShardSnapshot2\x94\x01\n\x05\x41\x64min\x12L\n\rClusterStatus\x12\x1c.cdp.v1.ClusterStatusRequest\x1a\x1d.cdp.v1.ClusterStatusResponse\x12=\n\x08Snapshot\x12\x17.cdp.v1.SnapshotRequest\x1a\x18.cdp.v1.SnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/admin.proto\x12\x06\x63\x64p.v1\"\x16\n\x14\x43lusterStatusRequest\"(\n\tSlotRange\x12\r\n\x05\x66irst\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\r\"\xe8\x01\n\x0bShardStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0bslots_owned\x18\x04 \x01(\r\x12&\n\x0bslot_ranges\x18\x05 \x03(\x0b\x32\x11.cdp.v1.SlotRange\x12\x10\n\x08profiles\x18\x06 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\r\n\x05\x66sync\x18\x08 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\t \x01(\t\x12\x10\n\x08recovery\x18\n \x01(\t\x12\x10\n\x08shard_id\x18\x0b \x01(\r\"\xb8\x01\n\x15\x43lusterStatusResponse\x12\x16\n\x0eslot_map_epoch\x18\x01 \x01(\x04\x12#\n\x06shards\x18\x02 \x03(\x0b\x32\x13.cdp.v1.ShardStatus\x12\x10\n\x08profiles\x18\x03 \x01(\x04\x12\x10\n\x08segments\x18\x04 \x01(\r\x12*\n\tmigration\x18\x05 \x01(\x0b\x32\x17.cdp.v1.MigrationStatus\x12\x12\n\ncluster_id\x18\x06 \x01(\t\"\xea\x01\n\x0fMigrationStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x13\n\x0bslots_total\x18\x04 \x01(\r\x12\x13\n\x0bslots_moved\x18\x05 \x01(\r\x12\x14\n\x0cslots_moving\x18\x06 \x01(\r\x12\x17\n\x0fprofiles_copied\x18\x07 \x01(\x04\x12\x15\n\revents_copied\x18\x08 \x01(\x04\x12\x1b\n\x13profiles_per_second\x18\t \x01(\x01\x12\x0f\n\x07seconds\x18\n \x01(\x01\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"\"\n\x0f\x41\x64\x64ShardRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"%\n\x12RemoveShardRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x11\n\x0fSnapshotRequest\"L\n\rShardSnapshot\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0b\n\x03lsn\x18\x03 \x01(\x04\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"9\n\x10SnapshotResponse\x12%\n\x06shards\x18\x01 \x03(\x0b\x32\x15.cdp.v1.ShardSnapshot2\x96\x02\n\x05\x41\x64min\x12L\n\rClusterStatus\x12\x1c.cdp.v1.ClusterStatusRequest\x1a\x1d.cdp.v1.ClusterStatusResponse\x12=\n\x08Snapshot\x12\x17.cdp.v1.SnapshotRequest\x1a\x18.cdp.v1.SnapshotResponse\x12<\n\x08\x41\x64\x64Shard\x12\x17.cdp.v1.AddShardRequest\x1a\x17.cdp.v1.MigrationStatus\x12\x42\n\x0bRemoveShard\x12\x1a.cdp.v1.RemoveShardRequest\x1a\x17.cdp.v1.MigrationStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SLOTRANGE']._serialized_start=54
   _globals['_SLOTRANGE']._serialized_end=94
   _globals['_SHARDSTATUS']._serialized_start=97
-  _globals['_SHARDSTATUS']._serialized_end=311
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=313
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=433
-  _globals['_SNAPSHOTREQUEST']._serialized_start=435
-  _globals['_SNAPSHOTREQUEST']._serialized_end=452
-  _globals['_SHARDSNAPSHOT']._serialized_start=454
-  _globals['_SHARDSNAPSHOT']._serialized_end=530
-  _globals['_SNAPSHOTRESPONSE']._serialized_start=532
-  _globals['_SNAPSHOTRESPONSE']._serialized_end=589
-  _globals['_ADMIN']._serialized_start=592
-  _globals['_ADMIN']._serialized_end=740
+  _globals['_SHARDSTATUS']._serialized_end=329
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=332
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=516
+  _globals['_MIGRATIONSTATUS']._serialized_start=519
+  _globals['_MIGRATIONSTATUS']._serialized_end=753
+  _globals['_ADDSHARDREQUEST']._serialized_start=755
+  _globals['_ADDSHARDREQUEST']._serialized_end=789
+  _globals['_REMOVESHARDREQUEST']._serialized_start=791
+  _globals['_REMOVESHARDREQUEST']._serialized_end=828
+  _globals['_SNAPSHOTREQUEST']._serialized_start=830
+  _globals['_SNAPSHOTREQUEST']._serialized_end=847
+  _globals['_SHARDSNAPSHOT']._serialized_start=849
+  _globals['_SHARDSNAPSHOT']._serialized_end=925
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=927
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=984
+  _globals['_ADMIN']._serialized_start=987
+  _globals['_ADMIN']._serialized_end=1265
 # @@protoc_insertion_point(module_scope)

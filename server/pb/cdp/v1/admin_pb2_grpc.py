@@ -44,6 +44,16 @@ class AdminStub:
                 request_serializer=cdp_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.AddShard = channel.unary_unary(
+                '/cdp.v1.Admin/AddShard',
+                request_serializer=cdp_dot_v1_dot_admin__pb2.AddShardRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_admin__pb2.MigrationStatus.FromString,
+                _registered_method=True)
+        self.RemoveShard = channel.unary_unary(
+                '/cdp.v1.Admin/RemoveShard',
+                request_serializer=cdp_dot_v1_dot_admin__pb2.RemoveShardRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_admin__pb2.MigrationStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -62,6 +72,23 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddShard(self, request, context):
+        """Start moving an even share of the slots to a new shard; returns at once (the
+        migration runs in the router: follow it with ClusterStatus). One at a time:
+        FAILED_PRECONDITION while another runs; INVALID_ARGUMENT for an address that does
+        not answer, is a member already, or holds data or another cluster's assignment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveShard(self, request, context):
+        """Move a shard's slots evenly to the others, then let it go (not the last shard).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +101,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=cdp_dot_v1_dot_admin__pb2.SnapshotRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_admin__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'AddShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddShard,
+                    request_deserializer=cdp_dot_v1_dot_admin__pb2.AddShardRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_admin__pb2.MigrationStatus.SerializeToString,
+            ),
+            'RemoveShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveShard,
+                    request_deserializer=cdp_dot_v1_dot_admin__pb2.RemoveShardRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_admin__pb2.MigrationStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +167,60 @@ class Admin:
             '/cdp.v1.Admin/Snapshot',
             cdp_dot_v1_dot_admin__pb2.SnapshotRequest.SerializeToString,
             cdp_dot_v1_dot_admin__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.Admin/AddShard',
+            cdp_dot_v1_dot_admin__pb2.AddShardRequest.SerializeToString,
+            cdp_dot_v1_dot_admin__pb2.MigrationStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.Admin/RemoveShard',
+            cdp_dot_v1_dot_admin__pb2.RemoveShardRequest.SerializeToString,
+            cdp_dot_v1_dot_admin__pb2.MigrationStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from server.pb.cdp.v1 import profile_store_pb2 as cdp_dot_v1_dot_profile__store__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/shard.proto\x12\x06\x63\x64p.v1\x1a\x1a\x63\x64p/v1/profile_store.proto\",\n\x0c\x41pplyRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\x0f\n\rApplyResponse\"A\n\x0e\x45xecuteRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\x12\x12\n\ncount_only\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"\"\n\x0f\x45xecuteResponse\x12\x0f\n\x07partial\x18\x01 \x01(\x0c\"4\n\x12ShardDefineRequest\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"d\n\x13ShardSchemaResponse\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12\x18\n\x10\x65vent_properties\x18\x03 \x01(\x0c\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\"C\n\x0fShardIdsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x14\n\x0c\x65vents_limit\x18\x03 \x01(\r\"4\n\x10ShardGetResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x0c\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x0c\"$\n\x13ShardDeleteResponse\x12\r\n\x05\x66ound\x18\x01 \x03(\x08\"8\n\x13ShardListIdsRequest\x12\r\n\x05where\x18\x01 \x01(\x0c\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\x14\n\x12ShardStatusRequest\"\x8e\x01\n\x13ShardStatusResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\r\n\x05slots\x18\x03 \x03(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\r\n\x05\x66sync\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x06 \x01(\t\x12\x10\n\x08recovery\x18\x07 \x01(\t\"\x16\n\x14ShardSnapshotRequest\"C\n\x15ShardSnapshotResponse\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0b\n\x03lsn\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"2\n\x12ShardAssignRequest\x12\r\n\x05slots\x18\x01 \x03(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\":\n\x14\x44\x65\x66ineSegmentRequest\x12\x12\n\ndefinition\x18\x01 \x01(\x0c\x12\x0e\n\x06now_us\x18\x02 \x01(\x03\"%\n\x15\x44\x65\x66ineSegmentResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\";\n\x15RefreshSegmentRequest\x12\x12\n\ndefinition\x18\x01 \x01(\x0c\x12\x0e\n\x06now_us\x18\x02 \x01(\x03\"\"\n\x12\x44ropSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x0fSegmentsRequest\x12\x13\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x08\">\n\x0cShardSegment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\ndefinition\x18\x03 \x01(\x0c\":\n\x10SegmentsResponse\x12&\n\x08segments\x18\x01 \x03(\x0b\x32\x14.cdp.v1.ShardSegment\"F\n\x12ShardExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12\x12\n\nbatch_size\x18\x03 \x01(\r\"t\n\x11ShardWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06resume\x18\x02 \x01(\x08\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\x04\x12\x0f\n\x07initial\x18\x04 \x01(\x08\x12\r\n\x05shard\x18\x05 \x01(\x05\x12\x12\n\nbatch_size\x18\x06 \x01(\r2\xfe\x08\n\nShardStore\x12\x34\n\x05\x41pply\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12\x34\n\x05Track\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12:\n\x07\x45xecute\x12\x16.cdp.v1.ExecuteRequest\x1a\x17.cdp.v1.ExecuteResponse\x12\x41\n\x06\x44\x65\x66ine\x12\x1a.cdp.v1.ShardDefineRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x41\n\x06Schema\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x38\n\x03Get\x12\x17.cdp.v1.ShardIdsRequest\x1a\x18.cdp.v1.ShardGetResponse\x12>\n\x06\x44\x65lete\x12\x17.cdp.v1.ShardIdsRequest\x1a\x1b.cdp.v1.ShardDeleteResponse\x12\x39\n\x07ListIds\x12\x1b.cdp.v1.ShardListIdsRequest\x1a\x0f.cdp.v1.IdBatch0\x01\x12\x41\n\x06Status\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardStatusResponse\x12\x41\n\x06\x41ssign\x12\x1a.cdp.v1.ShardAssignRequest\x1a\x1b.cdp.v1.ShardStatusResponse\x12L\n\rDefineSegment\x12\x1c.cdp.v1.DefineSegmentRequest\x1a\x1d.cdp.v1.DefineSegmentResponse\x12N\n\x0eRefreshSegment\x12\x1d.cdp.v1.RefreshSegmentRequest\x1a\x1d.cdp.v1.DefineSegmentResponse\x12H\n\x0b\x44ropSegment\x12\x1a.cdp.v1.DropSegmentRequest\x1a\x1d.cdp.v1.DefineSegmentResponse\x12=\n\x08Segments\x12\x17.cdp.v1.SegmentsRequest\x1a\x18.cdp.v1.SegmentsResponse\x12G\n\x08Snapshot\x12\x1c.cdp.v1.ShardSnapshotRequest\x1a\x1d.cdp.v1.ShardSnapshotResponse\x12L\n\rExportSegment\x12\x1a.cdp.v1.ShardExportRequest\x1a\x1d.cdp.v1.ExportSegmentResponse0\x01\x12I\n\x0cWatchSegment\x12\x19.cdp.v1.ShardWatchRequest\x1a\x1c.cdp.v1.WatchSegmentResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x63\x64p/v1/shard.proto\x12\x06\x63\x64p.v1\x1a\x1a\x63\x64p/v1/profile_store.proto\",\n\x0c\x41pplyRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\x0f\n\rApplyResponse\"A\n\x0e\x45xecuteRequest\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\x12\x12\n\ncount_only\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"\"\n\x0f\x45xecuteResponse\x12\x0f\n\x07partial\x18\x01 \x01(\x0c\"4\n\x12ShardDefineRequest\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\"d\n\x13ShardSchemaResponse\x12\x0e\n\x06\x66ields\x18\x01 \x01(\x0c\x12\x0e\n\x06strict\x18\x02 \x01(\x08\x12\x18\n\x10\x65vent_properties\x18\x03 \x01(\x0c\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\"C\n\x0fShardIdsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x14\n\x0c\x65vents_limit\x18\x03 \x01(\r\"4\n\x10ShardGetResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x0c\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x0c\"$\n\x13ShardDeleteResponse\x12\r\n\x05\x66ound\x18\x01 \x03(\x08\"8\n\x13ShardListIdsRequest\x12\r\n\x05where\x18\x01 \x01(\x0c\x12\x12\n\nbatch_size\x18\x02 \x01(\r\"\x14\n\x12ShardStatusRequest\"\xb3\x01\n\x13ShardStatusResponse\x12\x10\n\x08profiles\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\r\n\x05slots\x18\x03 \x03(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\r\n\x05\x66sync\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x06 \x01(\t\x12\x10\n\x08recovery\x18\x07 \x01(\t\x12\x12\n\ncluster_id\x18\x08 \x01(\t\x12\x0f\n\x07\x66oreign\x18\t \x01(\x04\"\x16\n\x14ShardSnapshotRequest\"C\n\x15ShardSnapshotResponse\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0b\n\x03lsn\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"F\n\x12ShardAssignRequest\x12\r\n\x05slots\x18\x01 \x03(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x12\n\ncluster_id\x18\x03 \x01(\t\":\n\x14\x44\x65\x66ineSegmentRequest\x12\x12\n\ndefinition\x18\x01 \x01(\x0c\x12\x0e\n\x06now_us\x18\x02 \x01(\x03\"%\n\x15\x44\x65\x66ineSegmentResponse\x12\x0c\n\x04size\x18\x01 \x01(\x04\";\n\x15RefreshSegmentRequest\x12\x12\n\ndefinition\x18\x01 \x01(\x0c\x12\x0e\n\x06now_us\x18\x02 \x01(\x03\"\"\n\x12\x44ropSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x0fSegmentsRequest\x12\x13\n\x0b\x64\x65\x66initions\x18\x01 \x01(\x08\">\n\x0cShardSegment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\ndefinition\x18\x03 \x01(\x0c\":\n\x10SegmentsResponse\x12&\n\x08segments\x18\x01 \x03(\x0b\x32\x14.cdp.v1.ShardSegment\"F\n\x12ShardExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12\x12\n\nbatch_size\x18\x03 \x01(\r\"t\n\x11ShardWatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06resume\x18\x02 \x01(\x08\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\x04\x12\x0f\n\x07initial\x18\x04 \x01(\x08\x12\r\n\x05shard\x18\x05 \x01(\x05\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"&\n\x07WriteOp\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\x0c\"J\n\x08WriteOps\x12\x1c\n\x03ops\x18\x01 \x03(\x0b\x32\x0f.cdp.v1.WriteOp\x12\x10\n\x08profiles\x18\x02 \x01(\x04\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\"6\n\x12\x45xportSlotsRequest\x12\r\n\x05slots\x18\x01 \x03(\r\x12\x11\n\tmigration\x18\x02 \x01(\t\"0\n\x0e\x43\x61tchUpRequest\x12\x11\n\tmigration\x18\x01 \x01(\t\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x08\"!\n\x10\x44ropSlotsRequest\x12\r\n\x05slots\x18\x01 \x03(\r\"$\n\x11\x44ropSlotsResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x04\x32\xe7\n\n\nShardStore\x12\x34\n\x05\x41pply\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12\x34\n\x05Track\x12\x14.cdp.v1.ApplyRequest\x1a\x15.cdp.v1.ApplyResponse\x12:\n\x07\x45xecute\x12\x16.cdp.v1.ExecuteRequest\x1a\x17.cdp.v1.ExecuteResponse\x12\x41\n\x06\x44\x65\x66ine\x12\x1a.cdp.v1.ShardDefineRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x41\n\x06Schema\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardSchemaResponse\x12\x38\n\x03Get\x12\x17.cdp.v1.ShardIdsRequest\x1a\x18.cdp.v1.ShardGetResponse\x12>\n\x06\x44\x65lete\x12\x17.cdp.v1.ShardIdsRequest\x1a\x1b.cdp.v1.ShardDeleteResponse\x12\x39\n\x07ListIds\x12\x1b.cdp.v1.ShardListIdsRequest\x1a\x0f.cdp.v1.IdBatch0\x01\x12\x41\n\x06Status\x12\x1a.cdp.v1.ShardStatusRequest\x1a\x1b.cdp.v1.ShardStatusResponse\x12\x41\n\x06\x41ssign\x12\x1a.cdp.v1.ShardAssignRequest\x1a\x1b.cdp.v1.ShardStatusResponse\x12L\n\rDefineSegment\x12\x1c.cdp.v1.DefineSegmentRequest\x1a\x1d.cdp.v1.DefineSegmentResponse\x12N\n\x0eRefreshSegment\x12\x1d.cdp.v1.RefreshSegmentRequest\x1a\x1d.cdp.v1.DefineSegmentResponse\x12H\n\x0b\x44ropSegment\x12\x1a.cdp.v1.DropSegmentRequest\x1a\x1d.cdp.v1.DefineSegmentResponse\x12=\n\x08Segments\x12\x17.cdp.v1.SegmentsRequest\x1a\x18.cdp.v1.SegmentsResponse\x12G\n\x08Snapshot\x12\x1c.cdp.v1.ShardSnapshotRequest\x1a\x1d.cdp.v1.ShardSnapshotResponse\x12L\n\rExportSegment\x12\x1a.cdp.v1.ShardExportRequest\x1a\x1d.cdp.v1.ExportSegmentResponse0\x01\x12I\n\x0cWatchSegment\x12\x19.cdp.v1.ShardWatchRequest\x1a\x1c.cdp.v1.WatchSegmentResponse0\x01\x12=\n\x0b\x45xportSlots\x12\x1a.cdp.v1.ExportSlotsRequest\x1a\x10.cdp.v1.WriteOps0\x01\x12\x33\n\x07\x43\x61tchUp\x12\x16.cdp.v1.CatchUpRequest\x1a\x10.cdp.v1.WriteOps\x12\x31\n\x06Import\x12\x10.cdp.v1.WriteOps\x1a\x15.cdp.v1.ApplyResponse\x12@\n\tDropSlots\x12\x18.cdp.v1.DropSlotsRequest\x1a\x19.cdp.v1.DropSlotsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,31 +55,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDSTATUSREQUEST']._serialized_start=599
   _globals['_SHARDSTATUSREQUEST']._serialized_end=619
   _globals['_SHARDSTATUSRESPONSE']._serialized_start=622
-  _globals['_SHARDSTATUSRESPONSE']._serialized_end=764
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=766
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=788
-  _globals['_SHARDSNAPSHOTRESPONSE']._serialized_start=790
-  _globals['_SHARDSNAPSHOTRESPONSE']._serialized_end=857
-  _globals['_SHARDASSIGNREQUEST']._serialized_start=859
-  _globals['_SHARDASSIGNREQUEST']._serialized_end=909
-  _globals['_DEFINESEGMENTREQUEST']._serialized_start=911
-  _globals['_DEFINESEGMENTREQUEST']._serialized_end=969
-  _globals['_DEFINESEGMENTRESPONSE']._serialized_start=971
-  _globals['_DEFINESEGMENTRESPONSE']._serialized_end=1008
-  _globals['_REFRESHSEGMENTREQUEST']._serialized_start=1010
-  _globals['_REFRESHSEGMENTREQUEST']._serialized_end=1069
-  _globals['_DROPSEGMENTREQUEST']._serialized_start=1071
-  _globals['_DROPSEGMENTREQUEST']._serialized_end=1105
-  _globals['_SEGMENTSREQUEST']._serialized_start=1107
-  _globals['_SEGMENTSREQUEST']._serialized_end=1145
-  _globals['_SHARDSEGMENT']._serialized_start=1147
-  _globals['_SHARDSEGMENT']._serialized_end=1209
-  _globals['_SEGMENTSRESPONSE']._serialized_start=1211
-  _globals['_SEGMENTSRESPONSE']._serialized_end=1269
-  _globals['_SHARDEXPORTREQUEST']._serialized_start=1271
-  _globals['_SHARDEXPORTREQUEST']._serialized_end=1341
-  _globals['_SHARDWATCHREQUEST']._serialized_start=1343
-  _globals['_SHARDWATCHREQUEST']._serialized_end=1459
-  _globals['_SHARDSTORE']._serialized_start=1462
-  _globals['_SHARDSTORE']._serialized_end=2612
+  _globals['_SHARDSTATUSRESPONSE']._serialized_end=801
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=803
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=825
+  _globals['_SHARDSNAPSHOTRESPONSE']._serialized_start=827
+  _globals['_SHARDSNAPSHOTRESPONSE']._serialized_end=894
+  _globals['_SHARDASSIGNREQUEST']._serialized_start=896
+  _globals['_SHARDASSIGNREQUEST']._serialized_end=966
+  _globals['_DEFINESEGMENTREQUEST']._serialized_start=968
+  _globals['_DEFINESEGMENTREQUEST']._serialized_end=1026
+  _globals['_DEFINESEGMENTRESPONSE']._serialized_start=1028
+  _globals['_DEFINESEGMENTRESPONSE']._serialized_end=1065
+  _globals['_REFRESHSEGMENTREQUEST']._serialized_start=1067
+  _globals['_REFRESHSEGMENTREQUEST']._serialized_end=1126
+  _globals['_DROPSEGMENTREQUEST']._serialized_start=1128
+  _globals['_DROPSEGMENTREQUEST']._serialized_end=1162
+  _globals['_SEGMENTSREQUEST']._serialized_start=1164
+  _globals['_SEGMENTSREQUEST']._serialized_end=1202
+  _globals['_SHARDSEGMENT']._serialized_start=1204
+  _globals['_SHARDSEGMENT']._serialized_end=1266
+  _globals['_SEGMENTSRESPONSE']._serialized_start=1268
+  _globals['_SEGMENTSRESPONSE']._serialized_end=1326
+  _globals['_SHARDEXPORTREQUEST']._serialized_start=1328
+  _globals['_SHARDEXPORTREQUEST']._serialized_end=1398
+  _globals['_SHARDWATCHREQUEST']._serialized_start=1400
+  _globals['_SHARDWATCHREQUEST']._serialized_end=1516
+  _globals['_WRITEOP']._serialized_start=1518
+  _globals['_WRITEOP']._serialized_end=1556
+  _globals['_WRITEOPS']._serialized_start=1558
+  _globals['_WRITEOPS']._serialized_end=1632
+  _globals['_EXPORTSLOTSREQUEST']._serialized_start=1634
+  _globals['_EXPORTSLOTSREQUEST']._serialized_end=1688
+  _globals['_CATCHUPREQUEST']._serialized_start=1690
+  _globals['_CATCHUPREQUEST']._serialized_end=1738
+  _globals['_DROPSLOTSREQUEST']._serialized_start=1740
+  _globals['_DROPSLOTSREQUEST']._serialized_end=1773
+  _globals['_DROPSLOTSRESPONSE']._serialized_start=1775
+  _globals['_DROPSLOTSRESPONSE']._serialized_end=1811
+  _globals['_SHARDSTORE']._serialized_start=1814
+  _globals['_SHARDSTORE']._serialized_end=3197
 # @@protoc_insertion_point(module_scope)

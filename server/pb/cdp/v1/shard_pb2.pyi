@@ -92,7 +92,7 @@ class ShardStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStatusResponse(_message.Message):
-    __slots__ = ("profiles", "memory_bytes", "slots", "epoch", "fsync", "data_dir", "recovery")
+    __slots__ = ("profiles", "memory_bytes", "slots", "epoch", "fsync", "data_dir", "recovery", "cluster_id", "foreign")
     PROFILES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,8 @@ class ShardStatusResponse(_message.Message):
     FSYNC_FIELD_NUMBER: _ClassVar[int]
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FOREIGN_FIELD_NUMBER: _ClassVar[int]
     profiles: int
     memory_bytes: int
     slots: _containers.RepeatedScalarFieldContainer[int]
@@ -107,7 +109,9 @@ class ShardStatusResponse(_message.Message):
     fsync: str
     data_dir: str
     recovery: str
-    def __init__(self, profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., fsync: _Optional[str] = ..., data_dir: _Optional[str] = ..., recovery: _Optional[str] = ...) -> None: ...
+    cluster_id: str
+    foreign: int
+    def __init__(self, profiles: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., fsync: _Optional[str] = ..., data_dir: _Optional[str] = ..., recovery: _Optional[str] = ..., cluster_id: _Optional[str] = ..., foreign: _Optional[int] = ...) -> None: ...
 
 class ShardSnapshotRequest(_message.Message):
     __slots__ = ()
@@ -124,12 +128,14 @@ class ShardSnapshotResponse(_message.Message):
     def __init__(self, file: _Optional[str] = ..., lsn: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ShardAssignRequest(_message.Message):
-    __slots__ = ("slots", "epoch")
+    __slots__ = ("slots", "epoch", "cluster_id")
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     slots: _containers.RepeatedScalarFieldContainer[int]
     epoch: int
-    def __init__(self, slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    cluster_id: str
+    def __init__(self, slots: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class DefineSegmentRequest(_message.Message):
     __slots__ = ("definition", "now_us")
@@ -206,3 +212,49 @@ class ShardWatchRequest(_message.Message):
     shard: int
     batch_size: int
     def __init__(self, name: _Optional[str] = ..., resume: _Optional[bool] = ..., after: _Optional[int] = ..., initial: _Optional[bool] = ..., shard: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class WriteOp(_message.Message):
+    __slots__ = ("kind", "batch")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    batch: bytes
+    def __init__(self, kind: _Optional[str] = ..., batch: _Optional[bytes] = ...) -> None: ...
+
+class WriteOps(_message.Message):
+    __slots__ = ("ops", "profiles", "events")
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ops: _containers.RepeatedCompositeFieldContainer[WriteOp]
+    profiles: int
+    events: int
+    def __init__(self, ops: _Optional[_Iterable[_Union[WriteOp, _Mapping]]] = ..., profiles: _Optional[int] = ..., events: _Optional[int] = ...) -> None: ...
+
+class ExportSlotsRequest(_message.Message):
+    __slots__ = ("slots", "migration")
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    migration: str
+    def __init__(self, slots: _Optional[_Iterable[int]] = ..., migration: _Optional[str] = ...) -> None: ...
+
+class CatchUpRequest(_message.Message):
+    __slots__ = ("migration", "end")
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    migration: str
+    end: bool
+    def __init__(self, migration: _Optional[str] = ..., end: _Optional[bool] = ...) -> None: ...
+
+class DropSlotsRequest(_message.Message):
+    __slots__ = ("slots",)
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, slots: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DropSlotsResponse(_message.Message):
+    __slots__ = ("dropped",)
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    dropped: int
+    def __init__(self, dropped: _Optional[int] = ...) -> None: ...

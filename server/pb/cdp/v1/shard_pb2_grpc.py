@@ -120,6 +120,26 @@ class ShardStoreStub:
                 request_serializer=cdp_dot_v1_dot_shard__pb2.ShardWatchRequest.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.FromString,
                 _registered_method=True)
+        self.ExportSlots = channel.unary_stream(
+                '/cdp.v1.ShardStore/ExportSlots',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.ExportSlotsRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.WriteOps.FromString,
+                _registered_method=True)
+        self.CatchUp = channel.unary_unary(
+                '/cdp.v1.ShardStore/CatchUp',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.CatchUpRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.WriteOps.FromString,
+                _registered_method=True)
+        self.Import = channel.unary_unary(
+                '/cdp.v1.ShardStore/Import',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.WriteOps.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
+                _registered_method=True)
+        self.DropSlots = channel.unary_unary(
+                '/cdp.v1.ShardStore/DropSlots',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.DropSlotsRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.DropSlotsResponse.FromString,
+                _registered_method=True)
 
 
 class ShardStoreServicer:
@@ -233,6 +253,35 @@ class ShardStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportSlots(self, request, context):
+        """Slot migration, source side: the slots' profiles and events in parts, taken at one
+        instant when a capture of later writes to them starts; then the captured writes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CatchUp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Import(self, request, context):
+        """Target side: apply copied or captured writes to slots this shard does not own
+        (yet): kept, logged, invisible to queries until the slots are assigned to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropSlots(self, request, context):
+        """Forget the profiles of slots this shard does not own (moved out, or an abandoned copy).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -320,6 +369,26 @@ def add_ShardStoreServicer_to_server(servicer, server):
                     servicer.WatchSegment,
                     request_deserializer=cdp_dot_v1_dot_shard__pb2.ShardWatchRequest.FromString,
                     response_serializer=cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.SerializeToString,
+            ),
+            'ExportSlots': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportSlots,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.ExportSlotsRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.WriteOps.SerializeToString,
+            ),
+            'CatchUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.CatchUp,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.CatchUpRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.WriteOps.SerializeToString,
+            ),
+            'Import': grpc.unary_unary_rpc_method_handler(
+                    servicer.Import,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.WriteOps.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.SerializeToString,
+            ),
+            'DropSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropSlots,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.DropSlotsRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.DropSlotsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -781,6 +850,114 @@ class ShardStore:
             '/cdp.v1.ShardStore/WatchSegment',
             cdp_dot_v1_dot_shard__pb2.ShardWatchRequest.SerializeToString,
             cdp_dot_v1_dot_profile__store__pb2.WatchSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.v1.ShardStore/ExportSlots',
+            cdp_dot_v1_dot_shard__pb2.ExportSlotsRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.WriteOps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CatchUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/CatchUp',
+            cdp_dot_v1_dot_shard__pb2.CatchUpRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.WriteOps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Import(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/Import',
+            cdp_dot_v1_dot_shard__pb2.WriteOps.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/DropSlots',
+            cdp_dot_v1_dot_shard__pb2.DropSlotsRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.DropSlotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

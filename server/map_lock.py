@@ -1,0 +1,51 @@
+"""MapLock represents the router's slot-map lock: many users at once, or one flip.
+
+Every operation that routes by the slot map (a write's apply, a query's fan-out, a
+lookup) holds it shared for the length of its shard calls; flipping ownership of a
+batch of moving slots holds it exclusively for a few milliseconds. So no query sees
+half a flip (a profile counted on both shards or on neither) and no write reaches a
+shard after its slots moved. Writer-preferring: once a flip waits, new users queue
+behind it, so a stream of queries cannot starve a migration.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+
+class MapLock:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self._flipping = False
+        self._waiting_flips = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._flipping or self._waiting_flips:
+                self._cond.wait()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if not self._users:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_flips += 1
+            while self._flipping or self._users:
+                self._cond.wait()
+            self._waiting_flips -= 1
+            self._flipping = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._flipping = False
+                self._cond.notify_all()
