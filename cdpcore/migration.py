@@ -17,6 +17,7 @@ server/migration.py) needs three things of the engine, all here:
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from .shard import Shard
 
 EXPORT_PART_ROWS = 20_000      # profiles per exported part (with their events): one message
-MAX_CAPTURED_RECORDS = 4_000_000   # a capture holding more is abandoned (the batch is retried)
+MAX_CAPTURED_RECORDS = 1_000_000   # a capture holding more is abandoned (the batch is retried)
+CAPTURE_IDLE_S = 120.0         # a capture nobody took from for this long is ended (its router is gone)
 
 
 def slot_mask(slots) -> np.ndarray:
@@ -80,7 +82,11 @@ class Capture:
         self._ops: list[WriteOp] = []
         self._records = 0
         self.overflowed = False
+        self.last_taken = time.monotonic()
         self._lock = threading.Lock()   # recording holds the shard lock; taking does not
+
+    def abandoned(self) -> bool:
+        return time.monotonic() - self.last_taken > CAPTURE_IDLE_S
 
     def record(self, op: WriteOp) -> None:
         keep = self.slots[slots_of_hashes(op.ids.hashes)]
@@ -101,6 +107,7 @@ class Capture:
                     f"more than {MAX_CAPTURED_RECORDS:,} writes arrived for the moving slots "
                     "during the copy; the batch must be copied again")
             ops, self._ops = self._ops, []
+            self.last_taken = time.monotonic()
             return ops
 
 

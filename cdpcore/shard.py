@@ -236,6 +236,9 @@ class Shard:
             return len(gone)
 
     def _unlocked_captured(self, op: WriteOp) -> None:
+        if not self._captures:
+            return
+        self._captures = [c for c in self._captures if not c.abandoned()]  # their migration is gone
         for capture in self._captures:
             capture.record(op)
 

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from cdpcore.membership import DEFAULT_RETAINED
 from cdpcore.segments import DEFAULT_REFRESH_S
 from server.cluster import Cluster
+from server.migration import BATCH_SLOTS
 from server.pb.cdp.v1 import admin_pb2, admin_pb2_grpc, profile_store_pb2, profile_store_pb2_grpc
 from server.pb.cdp.v1 import shard_pb2, shard_pb2_grpc
 from server.router_service import AdminService, ProfileStoreService
@@ -81,12 +82,14 @@ def build_shard(host: str = "127.0.0.1", port: int = 0, retained_changes: int = 
 def build_router(shards: list[str], host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], float] = time.time,
                  segment_refresh_s: float | None = DEFAULT_REFRESH_S,
-                 state_path: Path | None = None) -> tuple[grpc.Server, int, Cluster]:
+                 state_path: Path | None = None, move_batch: int = BATCH_SLOTS
+                 ) -> tuple[grpc.Server, int, Cluster]:
     """`clock` is the router's now() for queries and for events tracked without a time
     (the demo pins it to its sample data's reference date); `segment_refresh_s` how often
     time-dependent segments are re-evaluated (None: never); `state_path` the router's
-    state file (shards and slot map; None: in memory only)."""
-    cluster = Cluster(shards, clock, segment_refresh_s, state_path)
+    state file (shards and slot map; None: in memory only); `move_batch` the slots moved
+    per step when shards are added or removed."""
+    cluster = Cluster(shards, clock, segment_refresh_s, state_path, move_batch)
     cluster.connect()
     server = _server(MAX_REQUEST_BYTES, workers=32 + MAX_WATCHES)
     profile_store_pb2_grpc.add_ProfileStoreServicer_to_server(ProfileStoreService(cluster), server)

@@ -47,7 +47,7 @@ from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb
 from server.cluster_state import ClusterState
 from server.map_lock import MapLock
-from server.migration import Migrator, Progress, check_candidate, plan_add, plan_remove
+from server.migration import BATCH_SLOTS, Migrator, Progress, check_candidate, plan_add, plan_remove
 from server.shard_client import ShardClient
 from server.watch import SegmentFanIn
 
@@ -84,10 +84,11 @@ class Cluster:
 
     def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time,
                  segment_refresh_s: float | None = DEFAULT_REFRESH_S,
-                 state_path: Path | None = None) -> None:
+                 state_path: Path | None = None, move_batch: int = BATCH_SLOTS) -> None:
         """`segment_refresh_s`: how often time-dependent segments are re-evaluated (None:
         never); `state_path`: the router's state file (shards and slot map), read at
-        start when it exists and rewritten at every change (None: kept in memory)."""
+        start when it exists and rewritten at every change (None: kept in memory);
+        `move_batch`: slots moved per step when shards are added or removed."""
         self.state_path = state_path
         saved = ClusterState.load(state_path) if state_path is not None else None
         if saved is None and not addresses:
@@ -97,7 +98,7 @@ class Cluster:
         self._listed = [] if saved is None else addresses   # to match against the state's shards
         self.shards: dict[int, ShardClient] = {i: self._client(i, a) for i, a in self.state.shards.items()}
         self.map_lock = MapLock()
-        self.migrator = Migrator(self)
+        self.migrator = Migrator(self, move_batch)
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
         self.segments = SegmentCatalog()
@@ -146,6 +147,29 @@ class Cluster:
         if self.schema.fields():
             self.define(self.schema.to_dict())
         self._learn_segments()
+        self._drop_leftovers()
+        if self.state.migration is not None:
+            self._resume(self.state.migration)
+
+    def _drop_leftovers(self) -> None:
+        """Copies of slots a shard does not own, left by a migration that stopped (the
+        router or a shard crashed mid-batch): no migration runs now, so they are garbage."""
+        def drop(client: ShardClient) -> None:
+            if client.call("Status", pb.ShardStatusRequest()).foreign:
+                others = np.flatnonzero(self.slot_map.owners != client.shard_id).tolist()
+                dropped = client.call("DropSlots", pb.DropSlotsRequest(slots=others)).dropped
+                log.info("shard %s: dropped %d profiles left by an interrupted migration",
+                         client.address, dropped)
+        self._fanout(drop, self.clients)
+
+    def _resume(self, migration: dict) -> None:
+        shard_id = int(migration["shard"])
+        address = self.state.shards[shard_id]
+        log.info("resuming the interrupted %s of shard %s", migration["kind"], address)
+        if migration["kind"] == "add":
+            self._start_migration("add", shard_id, plan_add(self.slot_map.owners, shard_id))
+        else:
+            self._start_migration("remove", shard_id, plan_remove(self.slot_map.owners, shard_id))
 
     def _agreed_slot_map(self) -> SlotMap:
         """The slot map the shards already hold (persistent shards remember theirs), or an
@@ -241,7 +265,7 @@ class Cluster:
             moves = plan_add(self.slot_map.owners, member[0])
             if not moves:
                 raise BatchError(f"{address} is already a member of this cluster (and holds its share)")
-            return self.migrator.start("add", address, moves, finish=lambda: None)
+            return self._start_migration("add", member[0], moves)
         client = self._client(self.state.next_id, address)
         try:
             status = client.call("Status", pb.ShardStatusRequest(), timeout or 10.0)
@@ -260,8 +284,7 @@ class Cluster:
             client.close()
             raise
         log.info("shard %s joined as shard %d", address, client.shard_id)
-        return self.migrator.start("add", address, plan_add(self.slot_map.owners, client.shard_id),
-                                   finish=lambda: None)
+        return self._start_migration("add", client.shard_id, plan_add(self.slot_map.owners, client.shard_id))
 
     def remove_shard(self, address: str) -> Progress:
         """Move a shard's slots evenly to the others, then let it go."""
@@ -271,20 +294,34 @@ class Cluster:
             raise BatchError(f"{address} is not a member of this cluster")
         if len(self.shards) == 1:
             raise BatchError(f"{address} is the last shard: a cluster needs one")
-        leaving = member[0]
+        return self._start_migration("remove", member[0], plan_remove(self.slot_map.owners, member[0]))
+
+    def _start_migration(self, kind: str, shard_id: int, moves: list) -> Progress:
+        """Record it in the state file (a restarted router resumes it), then run it."""
+        address = self.state.shards[shard_id]
+        self._drop_leftovers()
+        self.state.migration = {"kind": kind, "shard": shard_id}
+        self._save_state()
 
         def finish() -> None:
-            with self.map_lock.exclusive():
-                client = self.shards.pop(leaving)
-                del self.state.shards[leaving]
-                self._save_state()
-            try:
-                client.call("Assign", pb.ShardAssignRequest(slots=[], epoch=self.slot_map.epoch,
-                                                            cluster_id=self.state.cluster_id))
-            except Exception as e:  # noqa: BLE001 - it owns nothing in the map either way
-                log.warning("removed shard %s: %s", address, e)
-            client.close()
-        return self.migrator.start("remove", address, plan_remove(self.slot_map.owners, leaving), finish)
+            if kind == "remove":
+                self._let_go(shard_id)
+            self.state.migration = None
+            self._save_state()
+        return self.migrator.start(kind, address, moves, finish)
+
+    def _let_go(self, shard_id: int) -> None:
+        """A drained shard leaves the cluster (its process is the operator's to stop)."""
+        with self.map_lock.exclusive():
+            client = self.shards.pop(shard_id)
+            del self.state.shards[shard_id]
+            self._save_state()
+        try:
+            client.call("Assign", pb.ShardAssignRequest(slots=[], epoch=self.slot_map.epoch,
+                                                        cluster_id=self.state.cluster_id))
+        except Exception as e:  # noqa: BLE001 - it owns nothing in the map either way
+            log.warning("removed shard %s: %s", client.address, e)
+        client.close()
 
     def _refuse_if_migrating(self) -> None:
         if self.migrator.running():

@@ -28,6 +28,9 @@ class ClusterState:
     slot_map: SlotMap                      # owners hold shard ids
     cluster_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     next_id: int = 0                       # the id the next added shard gets
+    # the add/remove in progress, {"kind": "add" | "remove", "shard": id}: a restarted
+    # router resumes it (None: none)
+    migration: dict | None = None
 
     def __post_init__(self) -> None:
         self.next_id = max(self.next_id, max(self.shards, default=-1) + 1)
@@ -43,7 +46,7 @@ class ClusterState:
         ends = np.concatenate([cuts, [N_SLOTS]]) - 1
         runs = [[int(a), int(b), int(owners[a])] for a, b in zip(starts, ends)]
         return json.dumps({"cluster_id": self.cluster_id, "epoch": self.slot_map.epoch,
-                           "next_id": self.next_id,
+                           "next_id": self.next_id, "migration": self.migration,
                            "shards": [{"id": i, "address": a} for i, a in sorted(self.shards.items())],
                            "slots": runs}, indent=1)
 
@@ -57,8 +60,12 @@ class ClusterState:
             shards = {int(s["id"]): str(s["address"]) for s in doc["shards"]}
             if (owners < 0).any() or not set(np.unique(owners).tolist()) <= set(shards):
                 raise ValueError("the slot map does not cover every slot with a listed shard")
+            migration = doc.get("migration")
+            if migration is not None and (migration.get("kind") not in ("add", "remove")
+                                          or int(migration.get("shard", -1)) not in shards):
+                raise ValueError(f"bad migration entry {migration!r}")
             return cls(shards, SlotMap(owners, epoch=int(doc["epoch"])), str(doc["cluster_id"]),
-                       int(doc["next_id"]))
+                       int(doc["next_id"]), migration)
         except (ValueError, KeyError, TypeError) as e:
             raise FailedPrecondition(f"{origin}: not a cdp router state file ({e})") from None
 

@@ -15,8 +15,11 @@ clients keep writing and querying:
 5. the source drops its copy, now foreign to it.
 
 A failure before the flip rolls the batch back (the target drops its copy, the
-source stops capturing) and stops the migration with the error in its status; the
-slots already moved stay moved. Running the same command again resumes.
+source stops capturing); the batch is tried again a few times, then the migration
+stops with the error in its status (the slots already moved stay moved; running the
+same command again resumes). The state file records the migration in progress, so a
+router that crashed resumes it when it restarts, after dropping the copies its
+shards hold of slots they do not own (a half-copied batch).
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ log = logging.getLogger("cdp.migration")
 BATCH_SLOTS = 256          # slots per batch: ~1.5% of the keyspace per flip
 CATCH_UP_ROUNDS = 8        # rounds before the flip replays the rest under the lock
 CATCH_UP_SMALL = 2_000     # captured records few enough to replay under the lock
+BATCH_ATTEMPTS = 3
+RETRY_PAUSE_S = 1.0
 
 
 @dataclass
@@ -116,8 +121,8 @@ def plan_remove(owners: np.ndarray, leaving: int) -> list[Move]:
     return moves
 
 
-def _batches(slots: np.ndarray) -> list[np.ndarray]:
-    return [slots[i:i + BATCH_SLOTS] for i in range(0, len(slots), BATCH_SLOTS)]
+def _batches(slots: np.ndarray, size: int = BATCH_SLOTS) -> list[np.ndarray]:
+    return [slots[i:i + size] for i in range(0, len(slots), size)]
 
 
 def _interleave(per_source: dict[int, list[Move]]) -> list[Move]:
@@ -134,8 +139,9 @@ def _interleave(per_source: dict[int, list[Move]]) -> list[Move]:
 class Migrator:
     """Runs one migration at a time, in a background thread."""
 
-    def __init__(self, cluster: "Cluster") -> None:
+    def __init__(self, cluster: "Cluster", batch_slots: int = BATCH_SLOTS) -> None:
         self.cluster = cluster
+        self.batch_slots = batch_slots
         self.progress: Progress | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -164,7 +170,8 @@ class Migrator:
     def _run(self, progress: Progress, moves: list[Move], finish: Callable[[], None]) -> None:
         try:
             for move in moves:
-                self._move(progress, move)
+                for part in _batches(move.slots, self.batch_slots):
+                    self._move_with_retries(progress, Move(move.source, move.target, part))
             finish()
             progress.state = "done"
             log.info("%s %s done: %d slots, %d profiles in %.1f s", progress.kind, progress.shard,
@@ -175,6 +182,19 @@ class Migrator:
         finally:
             progress.slots_moving = 0
             progress.finished = time.monotonic()
+
+    def _move_with_retries(self, progress: Progress, move: Move) -> None:
+        """A batch that failed was rolled back; try it again a few times (a shard that
+        restarted or a capture that overflowed) before giving up."""
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                self._move(progress, move)
+                return
+            except Exception as e:  # noqa: BLE001 - retried, then raised
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+                log.warning("moving %d slots (attempt %d): %s; retrying", len(move.slots), attempt, e)
+                time.sleep(RETRY_PAUSE_S * attempt)
 
     def _move(self, progress: Progress, move: Move) -> None:
         cluster = self.cluster

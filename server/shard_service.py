@@ -207,6 +207,7 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     # ---- reads ---------------------------------------------------------------------
     @rpc
     def Execute(self, request: pb.ExecuteRequest, context) -> pb.ExecuteResponse:
+        self._check_epoch(request.epoch)
         plan = wire.decode_plan(request.plan)  # compiled once, at the router
         if request.count_only:
             count = self.shard.read(lambda sh: aggregate.count_where(sh, plan))
@@ -325,6 +326,15 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
             raise FailedPrecondition(
                 f"MOVED: slot {int(stray[0])} is not owned by this shard (epoch {epoch}); "
                 "refresh the slot map")
+
+    def _check_epoch(self, epoch: int) -> None:
+        """A router whose slot map is older than this shard's assignment would merge
+        answers over the wrong shards (slots moved since): refuse, as MOVED does."""
+        with self._lock:
+            mine = self.epoch
+        if epoch and epoch < mine:
+            raise FailedPrecondition(f"MOVED: slot map epoch {epoch} is older than this shard's "
+                                     f"({mine}); refresh the slot map")
 
     def _check_foreign(self, hashes: np.ndarray) -> None:
         """Imports only go to slots this shard does not own: an owned slot has live data

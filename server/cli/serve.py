@@ -13,6 +13,7 @@ from cdpcore.errors import CdpError
 from cdpcore.membership import DEFAULT_RETAINED
 from cdpcore.segments import DEFAULT_REFRESH_S
 from cdpcore.wal import FsyncPolicy
+from server.migration import BATCH_SLOTS
 from server import app
 
 STOP_GRACE_S = 60.0  # a shard's final snapshot is written after SIGTERM: give it time
@@ -78,14 +79,17 @@ def shard(host: str, port: int, retained: int, data_dir: Path | None, fsync: str
                    "rewritten at every change. Without it the map lives in memory only.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7070, show_default=True)
+@click.option("--move-batch", default=BATCH_SLOTS, show_default=True, type=click.IntRange(1, 16384),
+              help="Slots moved per step when shards are added or removed.")
 @refresh_option
-def router(shards: tuple[str, ...], state_path: Path | None, host: str, port: int, refresh: float) -> None:
+def router(shards: tuple[str, ...], state_path: Path | None, host: str, port: int, move_batch: int,
+           refresh: float) -> None:
     """Run a router over shards that are already running."""
     if not shards and (state_path is None or not state_path.exists()):
         raise click.UsageError("give the shards (--shard HOST:PORT ...) or an existing --state file")
     try:
         server, bound, cluster = app.build_router(list(shards), host, port, segment_refresh_s=refresh or None,
-                                                  state_path=state_path)
+                                                  state_path=state_path, move_batch=move_batch)
     except CdpError as e:
         raise click.ClickException(str(e)) from None
     try:
