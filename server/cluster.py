@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from server.cluster_state import ClusterState
 from server.map_lock import MapLock
 from server.migration import BATCH_SLOTS, Migrator, Progress, check_candidate, plan_add, plan_remove
 from server.shard_client import ShardClient
-from server.watch import SegmentFanIn
+from server.watch import RETIRE_QUIET_S, SegmentFanIn
 
 log = logging.getLogger("cdp.server")
 
@@ -98,6 +99,7 @@ class Cluster:
         self._listed = [] if saved is None else addresses   # to match against the state's shards
         self.shards: dict[int, ShardClient] = {i: self._client(i, a) for i, a in self.state.shards.items()}
         self.map_lock = MapLock()
+        self._watches: weakref.WeakSet[SegmentFanIn] = weakref.WeakSet()   # running watches
         self.migrator = Migrator(self, move_batch)
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
@@ -277,6 +279,7 @@ class Cluster:
                     self.state.shards[client.shard_id] = address
                     self.state.next_id = client.shard_id + 1
                     self._save_state()
+                    self._watch_joined(client)
         except Unavailable as e:
             client.close()
             raise BatchError(f"{address} does not answer: {e}") from None
@@ -316,12 +319,15 @@ class Cluster:
             client = self.shards.pop(shard_id)
             del self.state.shards[shard_id]
             self._save_state()
+            for fan_in in list(self._watches):
+                fan_in.retire(shard_id)
         try:
             client.call("Assign", pb.ShardAssignRequest(slots=[], epoch=self.slot_map.epoch,
                                                         cluster_id=self.state.cluster_id))
         except Exception as e:  # noqa: BLE001 - it owns nothing in the map either way
             log.warning("removed shard %s: %s", client.address, e)
-        client.close()
+        # running watches still read what it logged before it left (see SegmentFanIn.retire)
+        threading.Timer(4 * RETIRE_QUIET_S, client.close).start()
 
     def _refuse_if_migrating(self) -> None:
         if self.migrator.running():
@@ -333,6 +339,8 @@ class Cluster:
         """Flip the slots' owner (the caller holds the map lock exclusively): the state
         file first (the commit point), then the two shards. A shard that misses its
         Assign is marked stale and gets its slots before its next call."""
+        if self._watches:
+            self._hold_watchers(source, target)
         owners = self.slot_map.owners.copy()
         owners[slots] = target
         self.state.slot_map = SlotMap(owners, epoch=self.slot_map.epoch + 1)
@@ -531,12 +539,30 @@ class Cluster:
         unknown = sorted(s for s in after if s >= self.state.next_id)
         if unknown:
             raise QueryError(f"shard {unknown[0]} does not exist (shard ids are below {self.state.next_id})")
-        clients = self.clients
-        calls = [client.open_stream("WatchSegment", pb.ShardWatchRequest(
-                     name=name, resume=client.shard_id in after, after=after.get(client.shard_id, 0),
-                     initial=initial, shard=client.shard_id), None)
-                 for client in clients]
-        return SegmentFanIn(clients, calls)
+        with self.map_lock.shared():   # shards joining or leaving update the registered fan-ins
+            clients = self.clients
+            calls = [client.open_stream("WatchSegment", pb.ShardWatchRequest(
+                         name=name, resume=client.shard_id in after, after=after.get(client.shard_id, 0),
+                         initial=initial, shard=client.shard_id), None)
+                     for client in clients]
+            fan_in = SegmentFanIn(name, clients, calls)
+            self._watches.add(fan_in)
+        return fan_in
+
+    def _hold_watchers(self, source: int, target: int) -> None:
+        """Before a flip: each running watch delivers the source's changes logged so far
+        before the target's later ones (the moving profiles' order across the two)."""
+        reply = self.shards[source].call("Segments", pb.SegmentsRequest())
+        last = {s.name: s.last_seq for s in reply.segments}
+        for fan_in in list(self._watches):
+            fan_in.barrier(source, last.get(fan_in.name, 0), target)
+
+    def _watch_joined(self, client: ShardClient) -> None:
+        """A shard joined (map lock held exclusively): every running watch reads it too,
+        from its log's start (it logs nothing before it owns slots)."""
+        for fan_in in list(self._watches):
+            fan_in.add(client, client.open_stream("WatchSegment", pb.ShardWatchRequest(
+                name=fan_in.name, resume=True, after=0, shard=client.shard_id), None))
 
     def _segment_sizes(self, timeout: float | None) -> Counter[str]:
         sizes: Counter[str] = Counter()

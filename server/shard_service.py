@@ -268,11 +268,12 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
 
     @rpc
     def Segments(self, request: pb.SegmentsRequest, context) -> pb.SegmentsResponse:
-        held = self.shard.read(lambda sh: [(st.defn, len(sh.visible(st.members))) for st in sh.segments.states.values()])
+        held = self.shard.read(lambda sh: [(st.defn, len(sh.visible(st.members)), sh.segments.log.last_seq(name))
+                                           for name, st in sh.segments.states.items()])
         return pb.SegmentsResponse(segments=[
-            pb.ShardSegment(name=d.name, size=size,
+            pb.ShardSegment(name=d.name, size=size, last_seq=seq,
                             definition=d.to_bytes() if request.definitions else b"")
-            for d, size in held])
+            for d, size, seq in held])
 
     @rpc
     def ExportSegment(self, request: pb.ShardExportRequest, context) -> Iterator[ps.ExportSegmentResponse]:

@@ -228,3 +228,66 @@ def test_router_restart_keeps_the_added_shard(cluster):
     assert len(status.shards) == 3 and status.slot_map_epoch == epoch
     assert again.store.Query(pb.QueryRequest(sql="age >= 0")).rows[0].values[0].int_value == 500
     again.channel.close()
+
+
+def test_a_watcher_follows_profiles_across_moves(cluster):
+    """Ages flip between 20 and 60 while a shard is added and another removed; the
+    watcher's initial members plus every change, applied strictly (an enter only for a
+    non-member, an exit only for a member), end at the segment's final membership."""
+    c, _ = cluster
+    pool = [f"w{i}" for i in range(400)]
+    c.router.store.Upsert(pb.UpsertRequest(profiles=codec.profiles_from_records(
+        [{"profile_id": p, "age": 20} for p in pool])))
+    c.router.cdp("segment", "create", "older", "age >= 45")
+    received, errors = [], []
+    stream = c.router.store.WatchSegment(pb.WatchSegmentRequest(name="older", initial=True))
+
+    def watch() -> None:
+        try:
+            for msg in stream:
+                received.extend(msg.changes)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                errors.append(e)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    stop_flag = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop_flag.is_set():
+            batch = [{"profile_id": pool[(i * 37 + k) % len(pool)], "age": 60 if (i + k) % 2 else 20}
+                     for k in range(20)]
+            c.router.store.Upsert(pb.UpsertRequest(profiles=codec.profiles_from_records(batch)))
+            i += 1
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        c.router.admin.AddShard(admin_pb2.AddShardRequest(address=c.shards[2]))
+        assert wait_done(c).state == "done"
+        c.router.admin.RemoveShard(admin_pb2.RemoveShardRequest(address=c.shards[0]))
+        assert wait_done(c).state == "done"
+    finally:
+        stop_flag.set()
+        w.join()
+    final = {r.values[0].string_value for r in c.router.store.Query(pb.QueryRequest(
+        sql="SELECT profile_id FROM profiles WHERE in_segment('older')")).rows}
+
+    def replayed() -> set[str] | None:
+        members: set[str] = set()
+        for ch in list(received):
+            if ch.initial:
+                members.add(ch.profile_id)
+                continue
+            assert (ch.profile_id in members) != ch.entered, ch
+            (members.add if ch.entered else members.discard)(ch.profile_id)
+        return members if members == final else None
+    try:
+        deadline = time.monotonic() + 30
+        while replayed() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert replayed() == final
+        assert not errors, errors
+    finally:
+        stream.cancel()
+        watcher.join()

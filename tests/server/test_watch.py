@@ -61,7 +61,7 @@ def done(shard: int, position: int) -> pb.WatchSegmentResponse:
 
 def fan_in(*streams: list) -> tuple[SegmentFanIn, list[FakeCall]]:
     calls = [FakeCall(s) for s in streams]
-    return SegmentFanIn([FakeClient(f"shard{i}") for i in range(len(calls))], calls), calls
+    return SegmentFanIn("s", [FakeClient(f"shard{i}") for i in range(len(calls))], calls), calls
 
 
 def test_one_initial_done_with_every_shards_position_after_the_last_shards_marker():
@@ -90,7 +90,7 @@ def test_a_shard_stream_that_ends_is_unavailable():
     class Ending(FakeCall):
         def __iter__(self):
             yield done(0, 0)
-    fan = SegmentFanIn([FakeClient("10.0.0.1:7101")], [Ending([])])
+    fan = SegmentFanIn("s", [FakeClient("10.0.0.1:7101")], [Ending([])])
     with pytest.raises(Unavailable, match="10.0.0.1:7101"):
         list(fan)
 
@@ -104,6 +104,41 @@ def test_a_slow_reader_holds_the_pumps_back_without_losing_order():
         if len(seqs) == 300:
             fan.cancel()
     assert seqs == list(range(1, 301))
+
+
+class GatedCall(FakeCall):
+    """A stream that sends its first items, then the rest only once `gate` is set."""
+
+    def __init__(self, first: list, rest: list) -> None:
+        super().__init__(first)
+        self.rest = rest
+        self.gate = threading.Event()
+
+    def __iter__(self):
+        yield from self.items
+        self.gate.wait()
+        yield from self.rest
+        self.cancelled.wait()
+        raise FakeError(grpc.StatusCode.CANCELLED, "cancelled")
+
+
+def test_after_a_slot_flip_the_targets_changes_wait_for_the_sources_earlier_ones():
+    """p left on shard 0 (seq 6) just before its slot moved to shard 1, then entered there:
+    shard 0's stream is slow, yet the client gets the exit before the enter."""
+    source = GatedCall([done(0, 5)], [pb.WatchSegmentResponse(changes=[
+        pb.SegmentChange(profile_id="p", entered=False, shard=0, seq=6)])])
+    target = GatedCall([done(1, 0)], [change("p", 1, 1)])
+    fan = SegmentFanIn("s", [FakeClient("a"), FakeClient("b")], [source, target])
+    fan.barrier(0, 6, 1)
+    got = []
+    for msg in fan:
+        got += [(c.shard, c.entered) for c in msg.changes]
+        if msg.initial_done:
+            target.gate.set()                                # the target's post-flip change comes first,
+            threading.Timer(0.3, source.gate.set).start()   # the source's pre-flip one later
+        if len(got) == 2:
+            fan.cancel()
+    assert got == [(0, False), (1, True)]
 
 
 def test_the_watch_limit_refuses_past_its_size_and_frees_on_exit():

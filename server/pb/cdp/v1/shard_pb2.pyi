@@ -172,14 +172,16 @@ class SegmentsRequest(_message.Message):
     def __init__(self, definitions: _Optional[bool] = ...) -> None: ...
 
 class ShardSegment(_message.Message):
-    __slots__ = ("name", "size", "definition")
+    __slots__ = ("name", "size", "definition", "last_seq")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     definition: bytes
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., definition: _Optional[bytes] = ...) -> None: ...
+    last_seq: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., definition: _Optional[bytes] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
 class SegmentsResponse(_message.Message):
     __slots__ = ("segments",)
