@@ -44,6 +44,8 @@ from cdpcore.store import DeleteResult, QueryResult, TrackResult, UpsertResult
 from cdpcore.tracking import EventSchema
 from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb
+from server.coalesce import ShardWriter
+from server.coalesce import wait as wait_written
 from server.shard_client import ShardClient
 from server.watch import SegmentFanIn
 
@@ -93,9 +95,13 @@ class Cluster:
         self._pool = ThreadPoolExecutor(max_workers=32 * len(addresses), thread_name_prefix="cdp-fanout")
         self._ddl = threading.Lock()    # segment create/delete/refresh, one at a time
         self._refresher = Periodic(self.refresh_segments, segment_refresh_s)
+        # upserts to a shard go through its writer: concurrent ones become one Apply
+        self._writers = [ShardWriter(c.address, self._sender(c)) for c in self.clients]
 
     def close(self) -> None:
         self._refresher.stop()
+        for w in self._writers:
+            w.close()
         self._pool.shutdown(wait=False)
         for c in self.clients:
             c.close()
@@ -190,11 +196,27 @@ class Cluster:
     def _applier(self, method: str, timeout: float | None, defer: Defer | None
                  ) -> Callable[[PreparedBatch], None]:
         def apply(p: PreparedBatch) -> None:
+            step = self._queue_upsert(p, timeout) if method == "Apply" else (
+                lambda: self._apply(method, p, timeout))
             if defer is None:
-                self._apply(method, p, timeout)
+                step()
             else:
-                defer(lambda: self._apply(method, p, timeout))
+                defer(step)
         return apply
+
+    def _queue_upsert(self, prepared: PreparedBatch, timeout: float | None) -> Callable[[], None]:
+        """Queue the batch's parts on their shards' writers now (so they reach each shard
+        in call order); the returned step waits until every part was applied."""
+        parts = routing.split(prepared.enc, self.slot_map, len(self.clients), prepared.distinct)
+        epoch = self.slot_map.epoch
+        done = [self._writers[p.shard].submit(p, prepared.batches, epoch, timeout) for p in parts]
+        return lambda: wait_written(done, timeout)
+
+    def _sender(self, client: ShardClient) -> Callable[[routing.ShardWrite, int, float | None], None]:
+        def send(w: routing.ShardWrite, epoch: int, timeout: float | None) -> None:
+            batch = wire.encode_write(w.ids, w.uid, w.batches)
+            client.call("Apply", pb.ApplyRequest(batch=batch, epoch=epoch), timeout)
+        return send
 
     def _apply(self, method: str, prepared: PreparedBatch, timeout: float | None) -> None:
         parts = routing.split(prepared.enc, self.slot_map, len(self.clients), prepared.distinct)
