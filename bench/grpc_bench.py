@@ -16,7 +16,9 @@ processes (`server.cli.serve.start_shard_process`). All on loopback, on this mac
      - UpsertStream, columnar batches of 1,000, then of 10,000 (one stream per path);
      - unary Upsert, batches of 100, columnar (`columns`) and row form (`profiles`),
        one call in flight at a time (a sequential client); then columnar again with
-       `--inflight` (4) calls outstanding (futures), a concurrent client.
+       `--inflight` calls outstanding (futures), a concurrent client, once per level
+       given (default 4,8,16: the curve; the router merges concurrent writes to a shard
+       into one Apply, so throughput grows with the calls in flight).
    Client-side message building (`codec.batch_from_columns`, `codec.profiles_from_records`)
    is EXCLUDED from the rates and reported separately ("encode"); the data generator is
    excluded too. Timed: from the call to its reply, so protobuf serialization by the
@@ -30,7 +32,7 @@ processes (`server.cli.serve.start_shard_process`). All on loopback, on this mac
    the loaded profiles (`cdpcore.sample`, about 10 per profile, time-ordered with late
    arrivals) as columnar `EventBatch`es of `--track-batch` events: unary `Track` (one
    call at a time) with the ids as strings, then with the ids dictionary-encoded: unary
-   `Track`, one `TrackStream`, and `Track` with `--inflight` calls outstanding; encoding
+   `Track`, one `TrackStream`, and `Track` with the first `--inflight` level outstanding; encoding
    timed apart, as for profiles (see bench/grpc_events.py).
 4. *Queries*: `QUERIES` from bench/query_suite.py. Through the router's Query RPC (a
    WHERE-only entry is sent as a bare condition, which the router counts), timed on the
@@ -492,8 +494,8 @@ def run_track_phases(stub, a: argparse.Namespace,
     """Track, TrackStream (and Track with calls in flight) of the loaded profiles' events."""
     plan = [("Track unary columnar", "unary", 1, False), ("Track unary columnar, dict ids", "unary", 1, True),
             ("TrackStream columnar, dict ids", "stream", 1, True)]
-    if a.inflight > 1:
-        plan.append((f"Track unary columnar, dict ids, {a.inflight} in flight", "unary", a.inflight, True))
+    if a.inflight[0] > 1:
+        plan.append((f"Track unary columnar, dict ids, {a.inflight[0]} in flight", "unary", a.inflight[0], True))
     out = []
     for i, (label, path, inflight, dict_ids) in enumerate(plan):
         phase = grpc_events.TrackPhase(label, path, a.track_batch, a.track_events, dict_ids)
@@ -512,6 +514,11 @@ def run_track_phases(stub, a: argparse.Namespace,
 
 # ---- main ------------------------------------------------------------------------------------
 
+def _levels(text: str) -> list[int]:
+    """'4,8,16' → [4, 8, 16] (calls in flight per timed phase)."""
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -522,8 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=9, help="timed runs per query (9)")
     p.add_argument("--shards", type=int, default=2, help="shard processes (2)")
     p.add_argument("--bulk-batch", type=int, default=100_000, help="profiles per request of the bulk load")
-    p.add_argument("--inflight", type=int, default=4,
-                   help="also time unary Upserts of 100 with this many calls in flight (4; 1 = skip)")
+    p.add_argument("--inflight", type=_levels, default=[4, 8, 16],
+                   help="also time unary Upserts of 100 with this many calls in flight, per "
+                        "comma-separated level (4,8,16; 1 = skip)")
     p.add_argument("--track-events", type=int, default=1_000_000,
                    help="events per Track path, about (1,000,000; 0 skips)")
     p.add_argument("--track-batch", type=int, default=10_000, help="events per Track request (10,000)")
@@ -531,11 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     a = p.parse_args(argv)
 
-    per_path = min(a.ingest_profiles, a.profiles // (4 + (a.inflight > 1)))
+    levels = [n for n in a.inflight if n > 1]
+    per_path = min(a.ingest_profiles, a.profiles // (4 + len(levels)))
     plan = [("UpsertStream columnar", "stream", 1_000), ("UpsertStream columnar", "stream", 10_000),
             ("Upsert unary columnar", "columns", 100), ("Upsert unary rows (profiles)", "rows", 100)]
-    if a.inflight > 1:
-        plan.append((f"Upsert unary columnar, {a.inflight} in flight", "columns", 100))
+    for n in levels:
+        plan.append((f"Upsert unary columnar, {n} in flight", "columns", 100))
     rep: dict[str, Any] = {
         "command": " ".join(shlex.quote(x) for x in [sys.executable, *sys.argv]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -581,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_stream(stub, phase)
             else:
                 run_unary(stub, phase, rows=(path == "rows"),
-                          inflight=a.inflight if "in flight" in label else 1)
+                          inflight=int(label.split(", ")[1].split()[0]) if "in flight" in label else 1)
             phase.cpu = meter.used()
             print(f"  {phase.rate:,.0f} profiles/s ({phase.seconds:.2f} s in RPCs, "
                   f"{phase.encode_seconds:.2f} s encoding)", file=sys.stderr)

@@ -206,7 +206,11 @@ def _from_categorical(field: Field, col: Categorical) -> tuple[FieldBatch, Error
 
 
 def _category_problems(cats: list[Any]) -> dict[int, str]:
-    """Category index → why it is not an acceptable string (categories are few)."""
+    """Category index → why it is not an acceptable string. A batch of 100 rows from the
+    wire carries ~100 categories: the common all-good case is settled by three C-level
+    passes (types, lengths, one UTF-8 encode), the per-value check only names problems."""
+    if _all_good_strings(cats):
+        return {}
     out = {}
     for i, c in enumerate(cats):
         try:
@@ -214,6 +218,19 @@ def _category_problems(cats: list[Any]) -> dict[int, str]:
         except ValueError as e:
             out[i] = str(e)
     return out
+
+
+def _all_good_strings(values: list[Any]) -> bool:
+    """Whether every value passes `scalar_string` (a fast, conservative test)."""
+    if not values:
+        return True
+    if set(map(type, values)) != {str} or max(map(len, values)) > MAX_STRING_BYTES // 4:
+        return False
+    try:
+        "".join(values).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _from_tagsets(field: Field, col: TagSets) -> tuple[FieldBatch, Errors]:

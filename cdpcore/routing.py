@@ -2,16 +2,18 @@
 
 The embedded Store applies each part in a worker thread; the router (server) sends each
 part to its shard process. Both use this one function, so a record always reaches the
-same shard whichever path wrote it.
+same shard whichever path wrote it. The router may also join several parts bound for
+one shard into one write (`merge_writes`, its group commit of concurrent writes).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from .arrays import segment_positions
+from .batch import TagSets
 from .coerce import FieldBatch
 from .errors import BatchError
 from .ids import EncodedIds, check_id
@@ -38,6 +40,17 @@ class ShardPart:
         if self.records is None:
             return batches
         return [b.take(self.records) for b in batches]
+
+
+@dataclass(frozen=True)
+class ShardWrite:
+    """One shard's gathered part of a write: what one Apply call carries."""
+    ids: EncodedIds               # distinct ids
+    uid: np.ndarray               # per record: position in `ids`
+    batches: list[FieldBatch]     # aligned with the records
+
+    def __len__(self) -> int:
+        return len(self.uid)
 
 
 def split(enc: EncodedIds, slot_map: SlotMap, n_shards: int,
@@ -116,3 +129,82 @@ def owners_of_ids(ids: Iterable[str], slot_map: SlotMap) -> tuple[list[str], Enc
             raise BatchError(f"invalid profile_id {pid!r}: {reason}")
     enc = EncodedIds.encode(ids)
     return ids, enc, slot_map.shard_of_hashes(enc.hashes)
+
+
+# ---- merging writes bound for one shard ------------------------------------------------
+def merge_writes(writes: list[ShardWrite]) -> ShardWrite:
+    """Several writes for one shard as one, records in the given order. Applying the
+    result equals applying the writes one after the other: an id named by several of them
+    becomes one distinct id, and the shard keeps, per field, the last record naming it."""
+    if len(writes) == 1:
+        return writes[0]
+    ids = _concat_ids([w.ids for w in writes])
+    starts = np.cumsum([0] + [len(w.ids) for w in writes[:-1]])
+    records = np.concatenate([w.uid + s for w, s in zip(writes, starts.tolist())])
+    uid, unique = distinct_ids(ids)
+    return ShardWrite(unique, uid[records], _merge_batches(writes))
+
+
+def _concat_ids(parts: list[EncodedIds]) -> EncodedIds:
+    bases = np.cumsum([0] + [len(p.buf) for p in parts])
+    off = np.concatenate([p.off[:-1] + b for p, b in zip(parts, bases[:-1].tolist())]
+                         + [bases[-1:]]).astype(np.int64)
+    return EncodedIds(np.concatenate([p.buf for p in parts]), off,
+                      np.concatenate([p.hashes for p in parts]))
+
+
+def _merge_batches(writes: list[ShardWrite]) -> list[FieldBatch]:
+    """Per field named by any write, one batch over all records (records of a write that
+    does not name the field: named False), in order of first appearance."""
+    by_name: dict[str, list[FieldBatch | None]] = {}
+    for i, w in enumerate(writes):
+        for b in w.batches:
+            by_name.setdefault(b.field.name, [None] * len(writes))[i] = b
+    sizes = [len(w) for w in writes]
+    return [_concat_field(parts, sizes) for parts in by_name.values()]
+
+
+def _concat_field(parts: list[FieldBatch | None], sizes: list[int]) -> FieldBatch:
+    first = next(b for b in parts if b is not None)
+    if any(b is not None and b.field != first.field for b in parts):
+        raise BatchError(f"field {first.field.name!r} has two types in one merged write")
+
+    def joined(attr: str, fill: Callable[[int], np.ndarray]) -> np.ndarray:
+        return np.concatenate([fill(n) if b is None else getattr(b, attr) for b, n in zip(parts, sizes)])
+    named = joined("named", lambda n: np.zeros(n, dtype=bool))
+    null = joined("null", lambda n: np.zeros(n, dtype=bool))
+    if first.codes is not None:
+        codes, categories = _concat_codes(parts, sizes)
+        return FieldBatch(first.field, named, null, codes=codes, categories=categories)
+    if first.tags is not None:
+        return FieldBatch(first.field, named, null, tags=_concat_tags(parts, sizes))
+    dtype = first.values.dtype
+    return FieldBatch(first.field, named, null, values=joined("values", lambda n: np.zeros(n, dtype=dtype)))
+
+
+def _concat_codes(parts: list[FieldBatch | None], sizes: list[int]) -> tuple[np.ndarray, list[str]]:
+    """String codes over the categories lists joined (a value in several lists gets several
+    codes; the shard's dictionary maps them to one)."""
+    codes, categories = [], []
+    for b, n in zip(parts, sizes):
+        if b is None:
+            codes.append(np.full(n, -1, dtype=np.int32))
+            continue
+        codes.append(np.where(b.codes >= 0, b.codes + len(categories), -1).astype(np.int32))
+        categories += b.categories
+    return np.concatenate(codes), categories
+
+
+def _concat_tags(parts: list[FieldBatch | None], sizes: list[int]) -> TagSets:
+    offsets, codes, categories = [], [], []
+    total = 0
+    for b, n in zip(parts, sizes):
+        if b is None:
+            offsets.append(np.full(n, total, dtype=np.int64))
+            continue
+        offsets.append(b.tags.offsets[:-1] + total)
+        codes.append(np.asarray(b.tags.codes, dtype=np.int64) + len(categories))
+        categories += list(b.tags.categories)
+        total += len(b.tags.codes)
+    flat = np.concatenate(codes).astype(np.int32)
+    return TagSets(np.concatenate(offsets + [np.array([total])]), flat, categories)

@@ -18,6 +18,7 @@ schema and any saved segment it lacks, exactly what `connect` gives every shard.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -47,6 +48,8 @@ from cdpcore.tracking import EventSchema
 from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb
 from server.cluster_state import ClusterState
+from server.coalesce import ShardWriter
+from server.coalesce import wait as wait_written
 from server.map_lock import MapLock
 from server.migration import BATCH_SLOTS, Migrator, Progress, check_candidate, plan_add, plan_remove
 from server.shard_client import ShardClient
@@ -85,7 +88,7 @@ class Cluster:
 
     def __init__(self, addresses: list[str], clock: Callable[[], float] = time.time,
                  segment_refresh_s: float | None = DEFAULT_REFRESH_S,
-                 state_path: Path | None = None, move_batch: int = BATCH_SLOTS) -> None:
+                 state_path: Path | None = None, move_batch: int | None = None) -> None:
         """`segment_refresh_s`: how often time-dependent segments are re-evaluated (None:
         never); `state_path`: the router's state file (shards and slot map), read at
         start when it exists and rewritten at every change (None: kept in memory);
@@ -100,7 +103,7 @@ class Cluster:
         self.shards: dict[int, ShardClient] = {i: self._client(i, a) for i, a in self.state.shards.items()}
         self.map_lock = MapLock()
         self._watches: weakref.WeakSet[SegmentFanIn] = weakref.WeakSet()   # running watches
-        self.migrator = Migrator(self, move_batch)
+        self.migrator = Migrator(self, move_batch or BATCH_SLOTS)
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
         self.segments = SegmentCatalog()
@@ -110,6 +113,9 @@ class Cluster:
         self._pool = ThreadPoolExecutor(max_workers=32 * max(4, len(self.shards)), thread_name_prefix="cdp-fanout")
         self._ddl = threading.Lock()    # segment create/delete/refresh, one at a time
         self._refresher = Periodic(self.refresh_segments, segment_refresh_s)
+        # upserts to a shard go through its writer: concurrent ones become one Apply
+        self._writers: dict[int, ShardWriter] = {}
+        self._writers_lock = threading.Lock()
 
     def _client(self, shard_id: int, address: str) -> ShardClient:
         client = ShardClient(address, resync=self._resync)
@@ -127,6 +133,8 @@ class Cluster:
 
     def close(self) -> None:
         self._refresher.stop()
+        for w in self._writers.values():
+            w.close()
         self._pool.shutdown(wait=False)
         for c in self.clients:
             c.close()
@@ -321,6 +329,10 @@ class Cluster:
             self._save_state()
             for fan_in in list(self._watches):
                 fan_in.retire(shard_id)
+        with self._writers_lock:
+            writer = self._writers.pop(shard_id, None)
+        if writer is not None:
+            writer.close()
         try:
             client.call("Assign", pb.ShardAssignRequest(slots=[], epoch=self.slot_map.epoch,
                                                         cluster_id=self.state.cluster_id))
@@ -383,11 +395,53 @@ class Cluster:
     def _applier(self, method: str, timeout: float | None, defer: Defer | None
                  ) -> Callable[[PreparedBatch], None]:
         def apply(p: PreparedBatch) -> None:
+            step = self._queue_upsert(p, timeout) if method == "Apply" else (
+                lambda: self._apply(method, p, timeout))
             if defer is None:
-                self._apply(method, p, timeout)
-            else:
-                defer(lambda: self._apply(method, p, timeout))
+                step()
+                return
+            try:
+                defer(step)
+            except BaseException:   # the step holds the slot-map lock until it runs
+                with contextlib.suppress(Exception):
+                    step()
+                raise
         return apply
+
+    def _queue_upsert(self, prepared: PreparedBatch, timeout: float | None) -> Callable[[], None]:
+        """Queue the batch's parts on their shards' writers now (so they reach each shard
+        in call order); the returned step waits until every part was applied. The slot
+        map stays locked (shared) from the split until that wait ends, so no slot flips
+        between routing a part and its shard applying it."""
+        release = self.map_lock.acquire_shared()
+        try:
+            slot_map = self.slot_map
+            parts = routing.split(prepared.enc, slot_map, slot_map.n_shards, prepared.distinct)
+            done = [self._writer(p.shard).submit(p, prepared.batches, slot_map.epoch, timeout) for p in parts]
+        except BaseException:
+            release()
+            raise
+
+        def wait() -> None:
+            try:
+                wait_written(done, timeout)
+            finally:
+                release()
+        return wait
+
+    def _writer(self, shard_id: int) -> ShardWriter:
+        with self._writers_lock:
+            writer = self._writers.get(shard_id)
+            if writer is None:
+                client = self.shards[shard_id]
+                writer = self._writers[shard_id] = ShardWriter(client.address, self._sender(client))
+            return writer
+
+    def _sender(self, client: ShardClient) -> Callable[[routing.ShardWrite, int, float | None], None]:
+        def send(w: routing.ShardWrite, epoch: int, timeout: float | None) -> None:
+            batch = wire.encode_write(w.ids, w.uid, w.batches)
+            client.call("Apply", pb.ApplyRequest(batch=batch, epoch=epoch), timeout)
+        return send
 
     def _apply(self, method: str, prepared: PreparedBatch, timeout: float | None) -> None:
         with self.map_lock.shared():

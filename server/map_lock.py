@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class MapLock:
@@ -23,17 +23,26 @@ class MapLock:
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
+        release = self.acquire_shared()
+        try:
+            yield
+        finally:
+            release()
+
+    def acquire_shared(self) -> Callable[[], None]:
+        """Shared use that may end on another thread (a write queued here, acknowledged
+        by an applier thread): returns the release, to be called exactly once."""
         with self._cond:
             while self._flipping or self._waiting_flips:
                 self._cond.wait()
             self._users += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._users -= 1
-                if not self._users:
-                    self._cond.notify_all()
+        return self._release_shared
+
+    def _release_shared(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if not self._users:
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:

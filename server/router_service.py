@@ -21,6 +21,7 @@ from server.watch import WatchLimit
 
 DEFAULT_EVENTS_LIMIT = 100     # GetProfile's events when the request says 0
 DEFAULT_EXPORT_BATCH = 10_000  # ExportSegment's members per message when the request says 0
+STREAM_PENDING = 4             # a write stream's batches validated but not yet applied, at most
 
 Write = Callable[[Any, int, float | None, Defer | None], UpsertResult]
 
@@ -153,16 +154,18 @@ class ProfileStoreService(profile_store_pb2_grpc.ProfileStoreServicer):
 
 def _stream(requests: Iterator[Any], context, write: Write, size: Callable[[Any], int]) -> UpsertResult:
     """A client stream of write requests (UpsertStream, TrackStream) with one summary.
-    Each request is validated while the previous one is applied on the shards; one
-    applier thread keeps the batches' order (later records win), and at most two applies
-    wait, so a fast client cannot queue up memory. Indexes count across the stream."""
+    Each request is validated while the previous ones are applied on the shards; one
+    applier thread keeps the batches' order (later records win), and at most
+    STREAM_PENDING applies wait, so a fast client cannot queue up memory (upserts that
+    wait together reach each shard as one Apply: see server/coalesce.py). Indexes count
+    across the stream."""
     total = UpsertResult(0, [])
     offset = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdp-apply") as applier:
         pending: list[Future] = []
 
         def defer(step: Callable[[], None]) -> None:
-            while len(pending) >= 2:
+            while len(pending) >= STREAM_PENDING:
                 pending.pop(0).result()  # re-raises a failed apply: the stream fails
             pending.append(applier.submit(step))
         for request in requests:
