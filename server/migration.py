@@ -80,11 +80,12 @@ class Progress:
         return self.profiles_copied / self.seconds if self.seconds > 0 else 0.0
 
 
-def even_quotas(counts: dict[int, int]) -> dict[int, int]:
+def even_quotas(counts: dict[int, int], last: int | None = None) -> dict[int, int]:
     """Slots each shard should own for an even split (the larger shares go to the
-    shards that own most now, so the fewest slots move)."""
+    shards that own most now, so the fewest slots move; never to `last`, a shard being
+    filled, so planning again after a partial add asks for the same share)."""
     base, extra = divmod(N_SLOTS, len(counts))
-    ranked = sorted(counts, key=lambda s: (-counts[s], s))
+    ranked = sorted(counts, key=lambda s: (s == last, -counts[s], s))
     return {s: base + (1 if i < extra else 0) for i, s in enumerate(ranked)}
 
 
@@ -93,10 +94,15 @@ def plan_add(owners: np.ndarray, target: int) -> list[Move]:
     taken from the shards over their quota; none when it has its share."""
     counts = _counts(owners)
     counts.setdefault(target, 0)
-    quotas = even_quotas(counts)
+    quotas = even_quotas(counts, last=target)
     if counts[target] >= quotas[target]:
         return []
-    gives = {s: counts[s] - quotas[s] for s in counts if s != target and counts[s] > quotas[s]}
+    need = quotas[target] - counts[target]
+    gives: dict[int, int] = {}
+    for s in sorted(counts, key=lambda s: quotas[s] - counts[s]):   # the largest surplus first
+        if s != target and counts[s] > quotas[s] and need > 0:
+            gives[s] = min(counts[s] - quotas[s], need)
+            need -= gives[s]
     per_source = {s: _batches(np.flatnonzero(owners == s)[-n:]) for s, n in gives.items()}
     return _interleave({s: [Move(s, target, b) for b in bs] for s, bs in per_source.items()})
 
