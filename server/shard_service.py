@@ -10,8 +10,8 @@ a capture of later writes, the target imports them into slots it does not own ye
 
 With a data directory (`cdp shard --data DIR`), every write goes through the engine's
 ShardDurability (logged, applied, fsynced per policy before the reply) and the shard
-recovers its data, schema, event schema and segments from DIR before it serves; the
-slots it owns are not persisted: the router assigns them again when it (re)connects.
+recovers its data, schema, event schema and segments from DIR before it serves, and the
+slots it owns (DIR/slots.json, with the cluster id), which the router checks when it connects.
 
 Saved segments arrive compiled from the router; the shard keeps their members and change
 logs current with every write (cdpcore.membership). Watch streams only read the bounded
