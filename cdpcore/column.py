@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import grown, widened
-from .bitmap_index import BitmapIndex, bitmap_of
+from .bitmap_index import BitmapIndex, bitmap_of, rows_of
 from .dictionary import StringDictionary
 from .schema import Field, FieldType
 from .timestamps import to_datetime
@@ -163,6 +163,20 @@ class TagSetColumn:
         if not self.present[row]:
             return None
         return sorted(self.dictionary.values[c] for c, bm in enumerate(self.index.bitmaps) if row in bm)
+
+    def tag_pairs(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `rows`, tag code) of every tag the sorted `rows` have, grouped
+        by tag: one bitmap intersection per tag, no per-row work."""
+        wanted = bitmap_of(rows)
+        pos_parts, code_parts = [], []
+        for code, bm in enumerate(self.index.bitmaps):
+            hit = rows_of(bm & wanted)
+            if hit.size:
+                pos_parts.append(np.searchsorted(rows, hit))
+                code_parts.append(np.full(hit.size, code, dtype=np.int64))
+        if not pos_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(pos_parts), np.concatenate(code_parts)
 
     def tags_of(self, rows: np.ndarray) -> list[list[str] | None]:
         """Sorted tag lists for many rows (output of listings), one bitmap pass per tag."""

@@ -19,7 +19,6 @@ moved-out or abandoned copy).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from . import snapshot, wire
 from .coerce import FieldBatch
 from .periodic import Periodic
 from .errors import CdpError, FailedPrecondition
+from .files import replace_atomically
 from .ids import EncodedIds
 from .migration import slot_mask
 from .schema import Schema
@@ -176,12 +176,8 @@ class ShardDurability:
     def save_slots(self, slots: list[int], epoch: int, cluster_id: str = "") -> None:
         """Remember the slots this shard owns (and for which cluster), so its data is
         never read under another shard's slots after a restart (written atomically)."""
-        path = self.directory / "slots.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": epoch, "slots": _ranges(slots), "cluster": cluster_id}))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_atomically(self.directory / "slots.json",
+                           json.dumps({"epoch": epoch, "slots": _ranges(slots), "cluster": cluster_id}))
 
     def load_slots(self) -> tuple[list[int], int, str] | None:
         """(slots, epoch, cluster id) saved by `save_slots`, or None for a shard never assigned."""

@@ -26,7 +26,6 @@ import numpy as np
 from .coerce import FieldBatch
 from .column import NumericColumn, StringColumn, TagSetColumn
 from .batch import TagSets
-from .bitmap_index import bitmap_of, rows_of
 from .errors import FailedPrecondition
 from .events import Chunk, EventLog
 from .ids import EncodedIds
@@ -169,15 +168,7 @@ def _column_batch(col, rows: np.ndarray) -> FieldBatch:
 
 def _tag_sets(col: TagSetColumn, rows: np.ndarray) -> TagSets:
     """Each row's tags (one bitmap intersection per tag), grouped by row position."""
-    wanted = bitmap_of(rows)
-    pos_parts, code_parts = [], []
-    for code, bm in enumerate(col.index.bitmaps):
-        hit = rows_of(bm & wanted)
-        if hit.size:
-            pos_parts.append(np.searchsorted(rows, hit))
-            code_parts.append(np.full(hit.size, code, dtype=np.int32))
-    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, dtype=np.int64)
-    codes = np.concatenate(code_parts) if code_parts else np.zeros(0, dtype=np.int32)
+    pos, codes = col.tag_pairs(rows)
     order = np.argsort(pos, kind="stable")
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(np.bincount(pos, minlength=len(rows)), out=offsets[1:])

@@ -22,6 +22,8 @@ import numpy as np
 import xxhash
 from pyroaring import BitMap
 
+from .files import fsync_dir
+
 MAGIC = b"CDPSNAP1"
 _FOOTER = struct.Struct("<8sQQQ")  # magic, manifest offset, manifest length, manifest xxh64
 PREFIX, SUFFIX = "snapshot-", ".cdps"
@@ -54,7 +56,7 @@ def write(directory: Path, lsn: int, state: Any) -> SnapshotFile:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return SnapshotFile(path, lsn)
 
 
@@ -151,11 +153,3 @@ class _Reader:
         if len(packed) != length or xxhash.xxh64_intdigest(packed) != digest:
             raise CorruptSnapshot(f"snapshot {self.path.name}: blob at {offset} is damaged")
         return lz4.frame.decompress(packed)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

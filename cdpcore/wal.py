@@ -34,6 +34,7 @@ import lz4.block
 import xxhash
 
 from .errors import FailedPrecondition
+from .files import fsync_dir
 
 MAGIC = b"W1"                            # 'W'AL frame, format version 1
 HEADER = struct.Struct("<2sIQQ")         # magic, payload length, lsn, checksum: 22 bytes
@@ -314,11 +315,7 @@ class WriteAheadLog:
     def _fsync_dir_unless_never(self) -> None:
         """A new or renamed file survives power loss only once its directory is synced."""
         if self.policy.mode != NEVER:
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.directory)
 
     def _start_flusher(self) -> threading.Thread | None:
         if self.policy.mode != INTERVAL:

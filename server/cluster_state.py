@@ -11,7 +11,6 @@ version, never a mix: the rename is the commit point of every slot flip.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cdpcore.errors import FailedPrecondition
+from cdpcore.files import replace_atomically
 from cdpcore.slots import N_SLOTS, SlotMap
 
 
@@ -70,24 +70,10 @@ class ClusterState:
             raise FailedPrecondition(f"{origin}: not a cdp router state file ({e})") from None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(self.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        replace_atomically(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> "ClusterState | None":
         if not path.exists():
             return None
         return cls.from_json(path.read_text(), str(path))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

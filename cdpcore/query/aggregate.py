@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..arrays import segment_positions, used_codes
-from ..bitmap_index import rows_of
 from ..column import StringColumn, TagSetColumn
 from ..errors import QueryError
 from ..schema import ID_FIELD
@@ -187,15 +186,7 @@ def _decoder(col) -> tuple[int, Any]:
 
 def _expand_tags(col: TagSetColumn, rows: np.ndarray, pos: np.ndarray, keys: list[np.ndarray]):
     """Join items with (row, tag) pairs; rows without tags keep one item with key -1."""
-    sel = RowSet(0, rows=rows).bitmap()
-    p_pos, p_code = [], []
-    for code, bm in enumerate(col.index.bitmaps):
-        hit = rows_of(bm & sel)
-        if hit.size:
-            p_pos.append(np.searchsorted(rows, hit))
-            p_code.append(np.full(hit.size, code, dtype=np.int64))
-    tag_pos = np.concatenate(p_pos) if p_pos else np.zeros(0, dtype=np.int64)
-    tag_code = np.concatenate(p_code) if p_code else np.zeros(0, dtype=np.int64)
+    tag_pos, tag_code = col.tag_pairs(rows)
     untagged = np.setdiff1d(np.arange(len(rows)), tag_pos)
     tag_pos = np.concatenate([tag_pos, untagged])
     tag_code = np.concatenate([tag_code, np.full(untagged.size, -1, dtype=np.int64)])
