@@ -24,6 +24,8 @@ spare shard process started empty.
    time from the AddShard call to the poll that saw it done, slots moved, query
    latency during the move, writes acknowledged, and every failed request of either
    thread (with its message).
+   Before the AddShard, the two threads run `--writes-seconds` without a move
+   (phase "writes", reported, no target): how much the writer alone moves latency.
 4. *Remove*: `RemoveShard` of the first original shard, the same way.
 5. *Checks* after each move (any difference prints MISMATCH, exit status 1):
    - `SELECT count(*) FROM profiles` = profiles loaded + the writer's acknowledged ones;
@@ -55,6 +57,7 @@ import argparse
 import json
 import os
 import platform
+import select
 import shlex
 import subprocess
 import sys
@@ -111,7 +114,6 @@ def start_router(shards: list[str], state: Path, move_batch: int | None,
     if move_batch:
         cmd += ["--move-batch", str(move_batch)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    import select
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     line = proc.stdout.readline() if ready else ""
     if not line.startswith("READY "):
@@ -175,6 +177,12 @@ def ask(stub, sql: str) -> Any:
     return [tuple(r) for r in rows] if is_select(sql) else rows[0][0]
 
 
+def same(sql: str, reference: Any, got: Any) -> bool:
+    """query_suite.compare (floats to 1e-9 relative, group-by ties in any order) for
+    answers of `ask`."""
+    return compare(sql, reference, [(got,)] if isinstance(got, int) else got)[0]
+
+
 def query_loop(stub, rec: Recorder, stop: threading.Event, seconds: float | None = None) -> None:
     """The mix round-robin until `stop` (or for `seconds`), timing each call and
     checking each answer against the reference (the first answer at rest)."""
@@ -188,14 +196,14 @@ def query_loop(stub, rec: Recorder, stop: threading.Event, seconds: float | None
             got = ask(stub, sql)
         except grpc.RpcError as e:
             rec.fail(name, e)
+            time.sleep(0.05)
             continue
         ms = (time.perf_counter() - t0) * 1e3
         phase = rec.phase
         rec.times.setdefault(phase, {}).setdefault(name, []).append(ms)
         rec.answers[phase] = rec.answers.get(phase, 0) + 1
         ref = rec.reference.setdefault(name, got)
-        ok, _ = compare(sql, ref, got)
-        if not ok:
+        if not same(sql, ref, got):
             rec.mismatches.append((phase, name, show(ref), show(got)))
             print(f"\n!!! MISMATCH {phase} {name}: reference {show(ref)}, got {show(got)}", file=sys.stderr)
 
@@ -257,17 +265,20 @@ class Writer:
 # ---- one move ---------------------------------------------------------------------------
 
 def run_move(kind: str, address: str, stub, admin, rec: Recorder, writer: Writer,
-             procs: dict[str, subprocess.Popen], timeout: float) -> dict[str, Any]:
+             procs: dict[str, subprocess.Popen], timeout: float,
+             before: tuple[str, float] = ("", 1.0)) -> dict[str, Any]:
     """AddShard / RemoveShard of `address` under the query loop and the writer; polls
-    ClusterStatus until the migration is no longer running."""
-    rec.phase = kind
+    ClusterStatus until the migration is no longer running. The threads run `before`
+    = (phase label, seconds) first: into their stride, and writes without a move."""
+    rec.phase = before[0] or f"{kind}-start"
     stop = threading.Event()
     w0 = (writer.rounds, writer.profiles_acked, writer.events_acked)
     threads = [threading.Thread(target=query_loop, args=(stub, rec, stop), name="queries"),
                threading.Thread(target=writer.run, args=(stub, rec, stop), name="writer")]
     for t in threads:
         t.start()
-    time.sleep(1.0)     # both threads in their stride before the move starts
+    time.sleep(before[1])
+    rec.phase = kind
     meter = CpuMeter(procs)
     polls: list[dict[str, Any]] = []
     t0 = time.perf_counter()
@@ -308,9 +319,10 @@ def _wait(admin, rec: Recorder, polls: list[dict[str, Any]], t0: float,
             continue
         polls.append({"t": time.perf_counter() - t0, "slots_moved": m.slots_moved,
                       "profiles_copied": m.profiles_copied, "events_copied": m.events_copied})
-        print(f"\r  {m.kind} {m.state}: {m.slots_moved:,}/{m.slots_total:,} slots, "
-              f"{m.profiles_copied:,} profiles, {m.events_copied:,} events in {m.seconds:.1f} s "
-              f"({m.profiles_per_second:,.0f}/s)", end="", file=sys.stderr)
+        if sys.stderr.isatty() or len(polls) % 25 == 1 or m.state != "running":   # a line per 5 s in a log
+            print(f"\r  {m.kind} {m.state}: {m.slots_moved:,}/{m.slots_total:,} slots, "
+                  f"{m.profiles_copied:,} profiles, {m.events_copied:,} events in {m.seconds:.1f} s "
+                  f"({m.profiles_per_second:,.0f}/s)", end="" if sys.stderr.isatty() else "\n", file=sys.stderr)
         if m.state != "running":
             return m
         time.sleep(POLL_S)
@@ -335,8 +347,7 @@ def check_after(label: str, stub, admin, rec: Recorder, writer: Writer, n_profil
         problems.append(f"profiles with writer events = {tracked:,}, expected {writer.events_acked:,}")
     for name, sql in MIX:
         got = ask(stub, sql)
-        ok, _ = compare(sql, rec.reference[name], got)
-        if not ok:
+        if not same(sql, rec.reference[name], got):
             problems.append(f"{name}: {show(got)}, at rest {show(rec.reference[name])}")
     status = admin.ClusterStatus(admin_pb2.ClusterStatusRequest(), timeout=30)
     owned = sorted((s.slots_owned for s in status.shards), reverse=True)
@@ -378,8 +389,12 @@ def targets(rep: dict[str, Any]) -> list[tuple[str, bool, str]]:
                     mv["state"] == "done" and rate >= TARGETS["profiles_per_s"],
                     f"{rate:,.0f} profiles/s, {mv['events_per_s']:,.0f} events/s ({mv['state']})"))
         p95 = rep["latency"][k]["overall"]["p95"]
+        extra = ""
+        if "writes" in rep["latency"]:   # not the target: how much of the rise the writer alone causes
+            w = rep["latency"]["writes"]["overall"]["p95"]
+            extra = f"; {p95 / w:.2f}× the {w:.1f} ms with the writer alone, no move"
         out.append((f"{k}: query p95 during the move ≤ 2× p95 at rest", p95 <= TARGETS["p95_ratio"] * rest,
-                    f"{p95:.1f} ms vs {rest:.1f} ms at rest ({p95 / rest:.2f}×)"))
+                    f"{p95:.1f} ms vs {rest:.1f} ms at rest ({p95 / rest:.2f}×){extra}"))
     n = len(rep["failures"])
     out.append(("zero failed client requests", n == 0, f"{n} failed"))
     out.append(("answers and counts exact at rest, during and after the moves", not rep["mismatches"],
@@ -407,7 +422,7 @@ def print_report(rep: dict[str, Any]) -> None:
         print(f"{mv['kind']:<8}{mv['slots_moved']:>7,}{mv['profiles_copied']:>11,}{mv['events_copied']:>12,}"
               f"{mv['seconds']:>8.1f}{mv['wall_seconds']:>8.1f}{mv['profiles_per_s']:>12,.0f}"
               f"{mv['events_per_s']:>12,.0f}{mv['writer_profiles_acked']:>14,}  {cpu}")
-    phases = [p for p in ("rest", "add", "remove") if p in rep["latency"]]
+    phases = [p for p in ("rest", "writes", "add", "remove") if p in rep["latency"]]
     head = f"{'query':<16}" + "".join(f"{p + ' ' + s:>14}" for p in phases for s in ("p50", "p95", "max"))
     print("\n" + head + "\n" + "-" * len(head))
     for name in [n for n, _ in MIX] + ["overall"]:
@@ -434,6 +449,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profiles", type=int, default=5_000_000, help="profiles loaded (5,000,000)")
     p.add_argument("--events-per-profile", type=float, default=3.0, help="synthetic events per profile (3)")
     p.add_argument("--rest-seconds", type=float, default=20.0, help="query loop at rest (20)")
+    p.add_argument("--writes-seconds", type=float, default=10.0,
+                   help="queries + writer without a move, before the add (10; 0 skips)")
     p.add_argument("--bulk-batch", type=int, default=100_000, help="profiles per Upsert of the load")
     p.add_argument("--track-batch", type=int, default=100_000, help="events per Track of the load")
     p.add_argument("--track-inflight", type=int, default=2, help="Track calls in flight during the load (2)")
@@ -478,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         rep["moves"] = []
         for kind, target, slots in (("add", shards[2], [5462, 5461, 5461]), ("remove", shards[0], [8192, 8192])):
             print(f"{kind} {target} under queries and writes…", file=sys.stderr)
-            rep["moves"].append(run_move(kind, target, stub, admin, rec, writer, procs, a.move_timeout))
+            before = ("writes", a.writes_seconds) if kind == "add" and a.writes_seconds else ("", 1.0)
+            rep["moves"].append(run_move(kind, target, stub, admin, rec, writer, procs, a.move_timeout, before))
             problems += [f"after {kind}: {p}" for p in
                          check_after(kind, stub, admin, rec, writer, a.profiles, slots)]
         rep["final_memory"] = memory_of(procs)
@@ -489,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.cleanup()
 
     rep["loadavg"]["end"] = list(os.getloadavg())
-    rep["latency"] = {p: latencies(rec, p) for p in rec.times}
+    rep["latency"] = {p: latencies(rec, p) for p in rec.times if not p.endswith("-start")}
     rep["writer"] = {"rounds": writer.rounds, "profiles_acked": writer.profiles_acked,
                      "profiles_sent": writer.profiles_sent, "events_acked": writer.events_acked,
                      "events_sent": writer.events_sent, "upsert": latency(writer.upsert_ms),

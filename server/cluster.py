@@ -104,6 +104,7 @@ class Cluster:
         self.map_lock = MapLock()
         self._watches: weakref.WeakSet[SegmentFanIn] = weakref.WeakSet()   # running watches
         self.migrator = Migrator(self, move_batch or BATCH_SLOTS)
+        self._operation = threading.Lock()   # add/remove: check, join and start as one step
         self.schema = Schema()
         self.events = EventSchema()     # event property types and the types ever tracked
         self.segments = SegmentCatalog()
@@ -159,7 +160,8 @@ class Cluster:
         self._learn_segments()
         self._drop_leftovers()
         if self.state.migration is not None:
-            self._resume(self.state.migration)
+            with self._operation:
+                self._resume(self.state.migration)
 
     def _drop_leftovers(self) -> None:
         """Copies of slots a shard does not own, left by a migration that stopped (the
@@ -269,6 +271,10 @@ class Cluster:
     def add_shard(self, address: str, timeout: float | None = None) -> Progress:
         """Join a new, empty shard and start moving it an even share of the slots. An
         address already a member but short of its share resumes (an interrupted add)."""
+        with self._operation:
+            return self._add_shard(address, timeout)
+
+    def _add_shard(self, address: str, timeout: float | None) -> Progress:
         self._refuse_if_migrating()
         member = [i for i, a in self.state.shards.items() if a == address]
         if member:
@@ -299,6 +305,10 @@ class Cluster:
 
     def remove_shard(self, address: str) -> Progress:
         """Move a shard's slots evenly to the others, then let it go."""
+        with self._operation:
+            return self._remove_shard(address)
+
+    def _remove_shard(self, address: str) -> Progress:
         self._refuse_if_migrating()
         member = [i for i, a in self.state.shards.items() if a == address]
         if not member:
@@ -308,7 +318,9 @@ class Cluster:
         return self._start_migration("remove", member[0], plan_remove(self.slot_map.owners, member[0]))
 
     def _start_migration(self, kind: str, shard_id: int, moves: list) -> Progress:
-        """Record it in the state file (a restarted router resumes it), then run it."""
+        """Record it in the state file (a restarted router resumes it), then run it
+        (the caller holds `_operation` and saw no migration running, so any copy of an
+        unowned slot is a leftover)."""
         address = self.state.shards[shard_id]
         self._drop_leftovers()
         self.state.migration = {"kind": kind, "shard": shard_id}
