@@ -27,7 +27,7 @@ from .coerce import FieldBatch
 from .column import NumericColumn, StringColumn, TagSetColumn
 from .batch import TagSets
 from .errors import FailedPrecondition
-from .events import Chunk, EventLog
+from .events import Chunk
 from .ids import EncodedIds
 from .schema import Field, FieldType
 from .slots import N_SLOTS, slots_of_hashes
@@ -121,30 +121,64 @@ def _subset(op: WriteOp, keep_ids: np.ndarray) -> WriteOp:
     return WriteOp(op.kind, op.ids.take(sel), local[op.uid[recs]], [b.take(recs) for b in op.batches])
 
 
-# ---- export (caller holds the source shard's lock) ----------------------------------------
+# ---- export ---------------------------------------------------------------------------------
 def rows_in_slots(shard: "Shard", slots: np.ndarray) -> np.ndarray:
     """Live rows of the shard whose profile hashes to one of `slots` (a slot mask)."""
     n = shard.n_rows
     return np.flatnonzero(shard.index.alive[:n] & slots[slots_of_hashes(shard.index.hashes[:n])])
 
 
-def export_rows(shard: "Shard", rows: np.ndarray) -> Iterator[ExportPart]:
-    """The profiles of `rows` (sorted) and their events, in parts. The data are gathered
-    (copied) at once, so the caller may release the lock before consuming the parts."""
-    ids = _ids_of_rows(shard, rows)
-    fields = [_column_batch(col, rows) for col in shard.columns.values()]
-    event_parts = [_event_records(log, shard, rows) for log in shard.events.logs.values()]
-    for lo in range(0, len(rows), EXPORT_PART_ROWS):
-        hi = min(lo + EXPORT_PART_ROWS, len(rows))
-        part_ids = ids.take(np.arange(lo, hi))
-        profiles = WriteOp("upsert", part_ids, np.arange(hi - lo), [b.slice(lo, hi) for b in fields])
-        events = []
-        for name, pos, ts, props in event_parts:
-            sel = np.flatnonzero((pos >= lo) & (pos < hi))
-            if sel.size:
-                events.append(WriteOp("track", part_ids, pos[sel] - lo,
-                                      _event_batches(name, ts[sel], [p.take(sel) for p in props])))
-        yield ExportPart(profiles, events)
+@dataclass
+class _LogCopy:
+    """One event log as it was at the copy: its sealed chunks (never modified: merges and
+    seals make new ones, so holding them is a snapshot) and its dictionaries' values."""
+    name: str
+    chunks: list[Chunk]
+    kinds: dict[str, FieldType]
+    categories: dict[str, list[str]]
+
+
+@dataclass
+class SlotCopy:
+    """The profiles of some slots and a snapshot of the event logs, taken under the
+    source's lock (`copy_slots`); `parts` builds the messages after it is released."""
+    ids: EncodedIds
+    fields: list[FieldBatch]
+    position: np.ndarray        # shard row → its place among the copied rows, -1 elsewhere
+    logs: list[_LogCopy]
+
+    @property
+    def profiles(self) -> int:
+        return len(self.ids)
+
+    def parts(self) -> Iterator[ExportPart]:
+        """Up to EXPORT_PART_ROWS profiles at a time, each with all its events."""
+        events = [_copied_events(log, self.position) for log in self.logs]
+        for lo in range(0, len(self.ids), EXPORT_PART_ROWS):
+            hi = min(lo + EXPORT_PART_ROWS, len(self.ids))
+            part_ids = self.ids.take(np.arange(lo, hi))
+            profiles = WriteOp("upsert", part_ids, np.arange(hi - lo), [b.slice(lo, hi) for b in self.fields])
+            ops = []
+            for name, pos, ts, props in events:
+                a, b = np.searchsorted(pos, [lo, hi])
+                if b > a:
+                    ops.append(WriteOp("track", part_ids, pos[a:b] - lo,
+                                       _event_batches(name, ts[a:b], [p.slice(a, b) for p in props])))
+            yield ExportPart(profiles, ops)
+
+
+def copy_slots(shard: "Shard", slots: np.ndarray) -> SlotCopy:
+    """What must be read under the lock: the rows' ids and field values (gathers: they
+    change in place) and the event logs' sealed chunks (references: they never do)."""
+    rows = rows_in_slots(shard, slots)
+    position = np.full(shard.n_rows, -1, dtype=np.int32)
+    position[rows] = np.arange(len(rows), dtype=np.int32)
+    alive = shard.alive_or_none()
+    logs = [_LogCopy(log.name, list(log.sealed(alive)), dict(log.kinds),
+                     {k: list(d.values) for k, d in log.dictionaries.items()})
+            for log in shard.events.logs.values()]
+    return SlotCopy(_ids_of_rows(shard, rows), [_column_batch(col, rows) for col in shard.columns.values()],
+                    position, logs)
 
 
 def _ids_of_rows(shard: "Shard", rows: np.ndarray) -> EncodedIds:
@@ -175,27 +209,29 @@ def _tag_sets(col: TagSetColumn, rows: np.ndarray) -> TagSets:
     return TagSets(offsets, codes[order], list(col.dictionary.values))
 
 
-def _event_records(log: EventLog, shard: "Shard", rows: np.ndarray
+def _copied_events(log: _LogCopy, position: np.ndarray
                    ) -> tuple[str, np.ndarray, np.ndarray, list[FieldBatch]]:
-    """(type, position of each event's row in `rows`, ts, property batches) of the
-    events of `rows`, oldest first within each sealed chunk."""
-    wanted = np.zeros(shard.n_rows, dtype=bool)
-    wanted[rows] = True
+    """(type, the place of each event's profile among the copied rows (ascending), ts,
+    property batches) of the copied profiles' events of one log."""
     picked: list[Chunk] = []
-    for chunk in log.sealed(shard.alive_or_none()):
-        sel = np.flatnonzero(wanted[chunk.rows])
+    places: list[np.ndarray] = []
+    for chunk in log.chunks:
+        place = position[chunk.rows]
+        sel = np.flatnonzero(place >= 0)
         if sel.size:
             picked.append(chunk.take(sel))
+            places.append(place[sel])
     if not picked:
         return log.name, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
-    event_rows = np.concatenate([c.rows for c in picked]).astype(np.int64)
-    ts = np.concatenate([c.ts for c in picked])
-    props = [_property_batch(log, name, [c.props.get(name) for c in picked], [len(c) for c in picked])
+    place = np.concatenate(places)
+    order = np.argsort(place, kind="stable")
+    ts = np.concatenate([c.ts for c in picked])[order]
+    props = [_property_batch(log, name, [c.props.get(name) for c in picked], [len(c) for c in picked]).take(order)
              for name in log.kinds]
-    return log.name, np.searchsorted(rows, event_rows), ts, props
+    return log.name, place[order].astype(np.int64), ts, props
 
 
-def _property_batch(log: EventLog, name: str, parts: list[np.ndarray | None],
+def _property_batch(log: _LogCopy, name: str, parts: list[np.ndarray | None],
                     lengths: list[int]) -> FieldBatch:
     kind = log.kinds[name]
     if kind is FieldType.FLOAT:
@@ -205,7 +241,7 @@ def _property_batch(log: EventLog, name: str, parts: list[np.ndarray | None],
     codes = np.concatenate([p.astype(np.int32) if p is not None else np.full(k, -1, dtype=np.int32)
                             for p, k in zip(parts, lengths)])
     return FieldBatch(Field(name, kind), np.ones(len(codes), dtype=bool), codes < 0, codes=codes,
-                      categories=list(log.dictionaries[name].values))
+                      categories=log.categories[name])
 
 
 def _event_batches(name: str, ts: np.ndarray, props: list[FieldBatch]) -> list[FieldBatch]:

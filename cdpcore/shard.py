@@ -20,7 +20,7 @@ from .events import EventStore
 from .membership import ChangeLog, Memberships
 from .column import NumericColumn, StringColumn, TagSetColumn, make_column
 from .ids import EncodedIds, RowIdIndex
-from .migration import Capture, ExportPart, WriteOp, export_rows, rows_in_slots
+from .migration import Capture, SlotCopy, WriteOp, copy_slots, rows_in_slots
 from .schema import ID_FIELD, Field, FieldType, Schema
 from .segments import SegmentDef
 from .slots import slots_of_hashes
@@ -213,14 +213,15 @@ class Shard:
         """`members` without foreign rows (what a segment's size and exports count)."""
         return members - self.foreign if self.foreign else members
 
-    def export_slots(self, slots: np.ndarray) -> tuple[Capture, list[ExportPart]]:
+    def export_slots(self, slots: np.ndarray) -> tuple[Capture, SlotCopy]:
         """Copy the profiles and events of `slots` (a slot mask) and start capturing the
         writes to them, at one instant: the copy plus the captured writes is exactly
-        the slots' state at any later moment."""
+        the slots' state at any later moment. The copy's parts are built afterwards,
+        outside the lock (`SlotCopy.parts`)."""
         with self._lock:
             capture = Capture(slots)
             self._captures.append(capture)
-            return capture, list(export_rows(self, rows_in_slots(self, slots)))
+            return capture, copy_slots(self, slots)
 
     def end_capture(self, capture: Capture) -> None:
         with self._lock:

@@ -157,10 +157,10 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
         with self._lock:
             if (slots & ~self.owned).any():
                 raise FailedPrecondition("ExportSlots: slots this shard does not own")
-        capture, parts = self.shard.export_slots(slots)
+        capture, copy = self.shard.export_slots(slots)
         self._end_capture(request.migration)
         self._captures[request.migration] = capture
-        for part in parts:
+        for part in copy.parts():
             yield pb.WriteOps(ops=[_op_message(op) for op in (part.profiles, *part.events)],
                               profiles=len(part.profiles.ids), events=part.n_events)
 

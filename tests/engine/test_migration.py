@@ -155,10 +155,10 @@ def test_moving_slots_keeps_every_answer(before, during_copy, during_catchup, af
         slots = sorted(slots & source_slots)
         mask = slot_mask(slots)
 
-        capture, parts = source.export_slots(mask)
+        capture, copy = source.export_slots(mask)
         for op in during_copy:
             write(store, op), oracle.apply(op)
-        for part in parts:
+        for part in copy.parts():   # built after those writes, from what the copy holds
             _apply(target, part.profiles)
             for ev in part.events:
                 _apply(target, ev)
