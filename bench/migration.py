@@ -264,6 +264,14 @@ class Writer:
 
 # ---- one move ---------------------------------------------------------------------------
 
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy since boot (all cores; /proc/stat): minus
+    what our processes used, it shows how much other work shared the cores."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def run_move(kind: str, address: str, stub, admin, rec: Recorder, writer: Writer,
              procs: dict[str, subprocess.Popen], timeout: float,
              before: tuple[str, float] = ("", 1.0)) -> dict[str, Any]:
@@ -279,7 +287,7 @@ def run_move(kind: str, address: str, stub, admin, rec: Recorder, writer: Writer
         t.start()
     time.sleep(before[1])
     rec.phase = kind
-    meter = CpuMeter(procs)
+    meter, machine = CpuMeter(procs), machine_cpu_seconds()
     polls: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     try:
@@ -290,6 +298,7 @@ def run_move(kind: str, address: str, stub, admin, rec: Recorder, writer: Writer
         m = _wait(admin, rec, polls, t0, timeout)
         wall = time.perf_counter() - t0
         cpu = meter.used()
+        others = machine_cpu_seconds() - machine - sum(cpu.values())
     finally:
         stop.set()
         for t in threads:
@@ -304,7 +313,7 @@ def run_move(kind: str, address: str, stub, admin, rec: Recorder, writer: Writer
             "status_profiles_per_s": m.profiles_per_second,
             "writer_rounds": writer.rounds - w0[0], "writer_profiles_acked": writer.profiles_acked - w0[1],
             "writer_events_acked": writer.events_acked - w0[2],
-            "cpu_seconds": cpu, "polls": polls}
+            "cpu_seconds": cpu, "other_cpu_seconds": max(0.0, others), "polls": polls}
 
 
 def _wait(admin, rec: Recorder, polls: list[dict[str, Any]], t0: float,
@@ -415,13 +424,14 @@ def print_report(rep: dict[str, Any]) -> None:
                 f"({ld['events']['seconds']:.1f} s)"
     print(line)
     head = f"{'move':<8}{'slots':>7}{'profiles':>11}{'events':>12}{'mig s':>8}{'wall s':>8}" \
-           f"{'profiles/s':>12}{'events/s':>12}{'writes acked':>14}  CPU s (router, shards, client)"
+           f"{'profiles/s':>12}{'events/s':>12}{'writes acked':>14}  CPU s (ours; others' on this machine)"
     print("\n" + head + "\n" + "-" * len(head))
     for mv in rep["moves"]:
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in mv["cpu_seconds"].items())
         print(f"{mv['kind']:<8}{mv['slots_moved']:>7,}{mv['profiles_copied']:>11,}{mv['events_copied']:>12,}"
               f"{mv['seconds']:>8.1f}{mv['wall_seconds']:>8.1f}{mv['profiles_per_s']:>12,.0f}"
-              f"{mv['events_per_s']:>12,.0f}{mv['writer_profiles_acked']:>14,}  {cpu}")
+              f"{mv['events_per_s']:>12,.0f}{mv['writer_profiles_acked']:>14,}  {cpu}; "
+              f"other processes {mv['other_cpu_seconds']:.1f}")
     phases = [p for p in ("rest", "writes", "add", "remove") if p in rep["latency"]]
     head = f"{'query':<16}" + "".join(f"{p + ' ' + s:>14}" for p in phases for s in ("p50", "p95", "max"))
     print("\n" + head + "\n" + "-" * len(head))

@@ -523,9 +523,16 @@ class Cluster:
     def list_ids(self, where: str, batch_size: int) -> Iterator[list[str]]:
         plan = self._compile(where, self._now_us(), self.segments.names())
         request = pb.ShardListIdsRequest(where=wire.encode_plan(plan), batch_size=batch_size)
-        with self.map_lock.shared():   # no slot moves mid-listing: each id exactly once
-            for client in self.clients:
-                for batch in client.stream("ListIds", request):
+        # Each shard lists its ids when its stream starts; starting them all under the map
+        # lock makes one consistent listing (each id once, even while slots move), and a
+        # slow reader then holds nothing.
+        with self.map_lock.shared():
+            streams = [client.stream("ListIds", request) for client in self.clients]
+            firsts = [next(s, None) for s in streams]
+        for first, stream in zip(firsts, streams):
+            if first is not None:
+                yield list(first.ids)
+                for batch in stream:
                     yield list(batch.ids)
 
     def health(self) -> list[ShardHealth]:

@@ -45,12 +45,17 @@ class MapLock:
                 self._cond.notify_all()
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, timeout: float | None = None) -> Iterator[None]:
+        """Raises TimeoutError when users still hold it after `timeout` seconds (a long
+        stream): the flip gives way, and the users queued behind it go on."""
         with self._cond:
             self._waiting_flips += 1
-            while self._flipping or self._users:
-                self._cond.wait()
-            self._waiting_flips -= 1
+            try:
+                if not self._cond.wait_for(lambda: not (self._flipping or self._users), timeout):
+                    raise TimeoutError(f"the slot map stayed in use for {timeout} s")
+            finally:
+                self._waiting_flips -= 1
+                self._cond.notify_all()
             self._flipping = True
         try:
             yield

@@ -46,6 +46,8 @@ BATCH_SLOTS = 256          # slots per batch: ~1.5% of the keyspace per flip
 CATCH_UP_ROUNDS = 8        # rounds before the flip replays the rest under the lock
 CATCH_UP_SMALL = 2_000     # captured records few enough to replay under the lock
 BATCH_ATTEMPTS = 3
+FLIP_WAIT_S = 2.0          # longest the flip waits for routed calls to finish (writes queue meanwhile)
+FLIP_ATTEMPTS = 30
 RETRY_PAUSE_S = 1.0
 
 
@@ -202,6 +204,24 @@ class Migrator:
                 log.warning("moving %d slots (attempt %d): %s; retrying", len(move.slots), attempt, e)
                 time.sleep(RETRY_PAUSE_S * attempt)
 
+    def _flip(self, move: Move, source: "ShardClient", target: "ShardClient", name: str) -> None:
+        """Catch up, then flip under the exclusive map lock. A long stream holding the
+        map (ListIds, ExportSegment) makes the flip give way after FLIP_WAIT_S rather
+        than stall every client queued behind it; it catches up again and retries."""
+        for attempt in range(1, FLIP_ATTEMPTS + 1):
+            for _ in range(CATCH_UP_ROUNDS):
+                if _replay(source, target, name, end=False) < CATCH_UP_SMALL:
+                    break
+            try:
+                with self.cluster.map_lock.exclusive(FLIP_WAIT_S):
+                    _replay(source, target, name, end=True)
+                    self.cluster.commit_move(move.slots, move.source, move.target)
+                    return
+            except TimeoutError:
+                if attempt == FLIP_ATTEMPTS:
+                    raise
+                log.info("flip of %d slots gave way to a long stream (attempt %d)", len(move.slots), attempt)
+
     def _move(self, progress: Progress, move: Move) -> None:
         cluster = self.cluster
         source, target = cluster.shards[move.source], cluster.shards[move.target]
@@ -214,12 +234,7 @@ class Migrator:
                 target.call("Import", part)
                 progress.profiles_copied += part.profiles
                 progress.events_copied += part.events
-            for _ in range(CATCH_UP_ROUNDS):
-                if _replay(source, target, name, end=False) < CATCH_UP_SMALL:
-                    break
-            with cluster.map_lock.exclusive():
-                _replay(source, target, name, end=True)
-                cluster.commit_move(move.slots, move.source, move.target)
+            self._flip(move, source, target, name)
         except Exception:
             _roll_back(source, target, name, slots)
             raise

@@ -121,3 +121,16 @@ def test_a_flip_waits_for_users_and_new_users_wait_for_a_waiting_flip():
     t.join(5)
     u.join(5)
     assert events == ["flip", "late user"]
+
+
+def test_a_flip_gives_way_after_its_timeout_and_users_go_on():
+    lock = MapLock()
+    release = lock.acquire_shared()            # a long stream
+    with pytest.raises(TimeoutError):
+        with lock.exclusive(timeout=0.05):
+            pass
+    with lock.shared():                        # not blocked by a flip that gave up
+        pass
+    release()
+    with lock.exclusive(timeout=1):
+        pass
