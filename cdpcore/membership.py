@@ -26,8 +26,10 @@ from pyroaring import BitMap
 from .arrays import distinct
 from .bitmap_index import bitmap_of, rows_of
 from .errors import ChangesLost
+from .query.candidates import CandidateRows
+from .query.event_values import Window
 from .query.executor import Evaluator
-from .query.rowset import RowSet
+from .query.row_events import widest, windows_read
 from .segments import SegmentDef
 
 if TYPE_CHECKING:
@@ -71,23 +73,33 @@ class ChangeLog:
 
     def append(self, segment: str, ids: list[str], entered: bool) -> None:
         """Log one write's enters (or exits); keeps exactly the last `retained` changes."""
-        if not ids:
+        self.append_many([(segment, ids, entered)])
+
+    def append_many(self, blocks: Sequence[tuple[str, list[str], bool]]) -> None:
+        """Log one write's changes of several segments at once: one lock, one wake-up,
+        so a watcher sees all of a write's changes on this shard or none."""
+        blocks = [b for b in blocks if len(b[1])]
+        if not blocks:
             return
         with self.cond:
-            log = self._logs.setdefault(segment, deque())
-            first = self._last.get(segment, 0) + 1
-            log.append((first, ids, entered))
-            self._last[segment] = first + len(ids) - 1
-            kept = self._kept.get(segment, 0) + len(ids)
-            while kept > self.retained:
-                old_first, old_ids, old_entered = log.popleft()
-                drop = min(len(old_ids), kept - self.retained)
-                if drop < len(old_ids):  # the oldest block is cut, not dropped whole
-                    log.appendleft((old_first + drop, old_ids[drop:], old_entered))
-                kept -= drop
-                self._lost[segment] = old_first + drop - 1
-            self._kept[segment] = kept
+            for segment, ids, entered in blocks:
+                self._unlocked_append(segment, ids, entered)
             self.cond.notify_all()
+
+    def _unlocked_append(self, segment: str, ids: list[str], entered: bool) -> None:
+        log = self._logs.setdefault(segment, deque())
+        first = self._last.get(segment, 0) + 1
+        log.append((first, ids, entered))
+        self._last[segment] = first + len(ids) - 1
+        kept = self._kept.get(segment, 0) + len(ids)
+        while kept > self.retained:
+            old_first, old_ids, old_entered = log.popleft()
+            drop = min(len(old_ids), kept - self.retained)
+            if drop < len(old_ids):  # the oldest block is cut, not dropped whole
+                log.appendleft((old_first + drop, old_ids[drop:], old_entered))
+            kept -= drop
+            self._lost[segment] = old_first + drop - 1
+        self._kept[segment] = kept
 
     def since(self, segment: str, after: int, shard: int = 0) -> list[Change]:
         """The changes of `segment` with seq > after (caller holds `cond`)."""
@@ -165,6 +177,7 @@ class Memberships:
     def __init__(self, log: ChangeLog | None = None) -> None:
         self.log = log or ChangeLog()
         self.states: dict[str, SegmentState] = {}
+        self._windows: dict[str, Window] | None = None  # see `event_windows`
 
     def members(self, name: str) -> BitMap:
         state = self.states.get(name)
@@ -178,10 +191,12 @@ class Memberships:
         for the initial members. Returns the size."""
         members = _evaluate(shard, defn)
         self.states[defn.name] = SegmentState(defn, members, now_us)
+        self._windows = None
         return len(members)
 
     def drop(self, name: str) -> None:
         self.states.pop(name, None)
+        self._windows = None
         self.log.drop(name)
 
     def snapshot(self, shard: "Shard", name: str, with_members: bool) -> tuple[int, list[str]]:
@@ -200,6 +215,7 @@ class Memberships:
         for doc in state["segments"]:
             defn = SegmentDef.from_bytes(doc["defn"])
             self.states[defn.name] = SegmentState(defn, doc["members"], doc["refreshed_us"])
+        self._windows = None
         self.log.restore_positions(state["positions"])
 
     def refresh(self, shard: "Shard", defn: SegmentDef, now_us: int) -> None:
@@ -211,29 +227,45 @@ class Memberships:
         self._log_rows(shard, defn.name, rows_of(fresh - state.members), True)
         self._log_rows(shard, defn.name, rows_of(state.members - fresh), False)
         state.defn, state.members, state.refreshed_us = defn, fresh, now_us
+        self._windows = None
+
+    def event_windows(self) -> dict[str, Window]:
+        """Per event type, a window covering every window the segments' conditions read
+        on a few rows: what a write batch gathers of its rows' events, once per type."""
+        if self._windows is None:
+            out: dict[str, Window] = {}
+            for state in self.states.values():
+                for type_, w in windows_read(state.defn.plan).items():
+                    out[type_] = widest(out.get(type_), w)
+            self._windows = out
+        return self._windows
 
     def after_write(self, shard: "Shard", created: np.ndarray, field_rows: np.ndarray,
                     fields: frozenset[str], type_rows: Mapping[str, np.ndarray]) -> None:
         """Re-check each segment on the rows a write can have changed for it: rows whose
         fields it reads were written (`field_rows`, `fields`), rows that got events of a
         type it reads (`type_rows`), rows whose membership changed in a segment it reads;
-        `created` (new profiles) against every segment. All row arrays sorted, distinct."""
+        `created` (new profiles) against every segment. All row arrays sorted, distinct.
+
+        All segments are re-checked together on the union of those rows (`CandidateRows`:
+        a leaf or event scan shared by several segments is computed once), each keeping
+        to its own rows, in order, so a segment sees the new membership of those it reads."""
         if not self.states:
             return
-        ev = Evaluator(shard)
-        changed: dict[str, np.ndarray] = {}
+        rows = distinct(np.concatenate([created, field_rows, *type_rows.values()]))
+        if not len(rows):
+            return
+        cands = CandidateRows(shard, rows, self.event_windows())
+        written = _WrittenRows(cands, created, field_rows, fields, type_rows)
+        moves: list[tuple[str, np.ndarray, np.ndarray]] = []
         for name, state in self.states.items():
-            d = state.defn
-            parts = [created]
-            if d.fields & fields:
-                parts.append(field_rows)
-            parts += [type_rows[t] for t in d.event_types if t in type_rows]
-            parts += [changed[s] for s in d.segments if s in changed]
-            check = parts[0] if len(parts) == 1 else distinct(np.concatenate(parts))
-            if len(check):
-                moved = self._recheck(shard, ev, state, check)
-                if len(moved):
-                    changed[name] = moved
+            check = written.to_check(state.defn)
+            if check is not None:
+                moved = self._recheck(cands, state, check)
+                if moved is not None:
+                    written.changed[name] = moved[0] | moved[1]
+                    moves.append((name, *moved))
+        self._log_moves(shard, rows, moves)
 
     def after_delete(self, shard: "Shard", rows: np.ndarray) -> None:
         """Deleted rows leave every segment (call before the rows are forgotten)."""
@@ -244,27 +276,76 @@ class Memberships:
                 self._log_rows(shard, name, rows_of(left), False)
                 state.members -= left
 
-    def _recheck(self, shard: "Shard", ev: Evaluator, state: SegmentState,
-                 rows: np.ndarray) -> np.ndarray:
-        """Update the segment on `rows`; returns the rows that entered or left (sorted)."""
-        plan = state.defn.plan
-        now_in = shard.index.alive[rows] if plan is None else ev.filter_rows(plan, rows)
-        was = RowSet(shard.n_rows, bm=state.members).contains(rows)
-        moved = now_in != was
+    def _recheck(self, cands: CandidateRows, state: SegmentState, check: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Update the segment on the candidate rows where `check`; returns (entered, left)
+        as masks over the candidates, or None when nothing moved."""
+        now_in = cands.test(state.defn.plan)
+        was = cands.in_bitmap(state.members)
+        moved = (now_in != was) & check
         if not moved.any():
-            return rows[:0]
-        entered, left = rows[now_in & ~was], rows[was & ~now_in]
-        state.members |= bitmap_of(entered)
-        state.members -= bitmap_of(left)
-        self._log_rows(shard, state.defn.name, entered, True)
-        self._log_rows(shard, state.defn.name, left, False)
-        return rows[moved]
+            return None
+        entered, left = moved & now_in, moved & was
+        if entered.any():
+            state.members |= bitmap_of(cands.rows[entered])
+        if left.any():
+            state.members -= bitmap_of(cands.rows[left])
+        cands.segments_changed()
+        return entered, left
+
+    def _log_moves(self, shard: "Shard", rows: np.ndarray,
+                   moves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Log a write's changes of all segments in one block: the ids of the rows that
+        moved anywhere are made once, then each segment takes its own (enters first)."""
+        if not moves:
+            return
+        anywhere = np.logical_or.reduce([m[1] | m[2] for m in moves])
+        pos = np.flatnonzero(anywhere)
+        ids = np.empty(len(rows), dtype=object)
+        ids[pos] = shard.index.ids_of(rows[pos])
+        blocks = []
+        for name, entered, left in moves:
+            blocks += [(name, ids[entered].tolist(), True), (name, ids[left].tolist(), False)]
+        self.log.append_many(blocks)
 
     def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,
                   entered: bool) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows):
             self.log.append(name, shard.index.ids_of(rows), entered)
+
+
+class _WrittenRows:
+    """What a write touched, as masks over the batch's candidate rows, and which rows
+    each segment must be re-checked on (`changed`: rows whose membership of a segment
+    changed in this write, filled in as segments are re-checked in order)."""
+
+    def __init__(self, cands: CandidateRows, created: np.ndarray, field_rows: np.ndarray,
+                 fields: frozenset[str], type_rows: Mapping[str, np.ndarray]) -> None:
+        self._cands = cands
+        self.fields = fields
+        self.created = self._mask(created)
+        self.everything = bool(self.created.all())
+        self.field_rows = self._mask(field_rows)
+        self.type_rows = {t: self._mask(r) for t, r in type_rows.items()}
+        self.changed: dict[str, np.ndarray] = {}
+
+    def _mask(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(self._cands), dtype=bool)
+        out[np.searchsorted(self._cands.rows, rows)] = True
+        return out
+
+    def to_check(self, d: SegmentDef) -> np.ndarray | None:
+        """The candidates `d` must be re-checked on; None when none."""
+        if self.everything:
+            return self.created
+        parts = [self.field_rows] if d.fields & self.fields else []
+        parts += [self.type_rows[t] for t in d.event_types if t in self.type_rows]
+        parts += [self.changed[s] for s in d.segments if s in self.changed]
+        check = self.created
+        for part in parts:
+            check = check | part
+        return check if check.any() else None
 
 
 def _evaluate(shard: "Shard", defn: SegmentDef) -> BitMap:
