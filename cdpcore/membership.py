@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 from pyroaring import BitMap
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .shard import Shard
 
 DEFAULT_RETAINED = 100_000  # changes kept per segment per shard
+Ids = Union[list, np.ndarray]   # profile ids: a list of str, or an object array of str
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class ChangeLog:
         self.retained = retained
         self.cond = cond or threading.Condition()
         # per segment, blocks of changes of one write: (first seq, ids, entered); a block
-        # per write keeps appends O(1) in Python however many profiles moved
-        self._logs: dict[str, deque[tuple[int, list[str], bool]]] = {}
+        # per write keeps appends O(1) in Python however many profiles moved. ids: a
+        # list of str or an object array of str (sliced, never changed in place)
+        self._logs: dict[str, deque[tuple[int, Ids, bool]]] = {}
         self._kept: dict[str, int] = {}      # changes held per segment
         self._last: dict[str, int] = {}      # last seq handed out per segment
         self._lost: dict[str, int] = {}      # highest seq no longer retained per segment
@@ -71,11 +73,11 @@ class ChangeLog:
     def last_seq(self, segment: str) -> int:
         return self._last.get(segment, 0)
 
-    def append(self, segment: str, ids: list[str], entered: bool) -> None:
+    def append(self, segment: str, ids: Ids, entered: bool) -> None:
         """Log one write's enters (or exits); keeps exactly the last `retained` changes."""
         self.append_many([(segment, ids, entered)])
 
-    def append_many(self, blocks: Sequence[tuple[str, list[str], bool]]) -> None:
+    def append_many(self, blocks: Sequence[tuple[str, Ids, bool]]) -> None:
         """Log one write's changes of several segments at once: one lock, one wake-up,
         so a watcher sees all of a write's changes on this shard or none."""
         blocks = [b for b in blocks if len(b[1])]
@@ -86,7 +88,7 @@ class ChangeLog:
                 self._unlocked_append(segment, ids, entered)
             self.cond.notify_all()
 
-    def _unlocked_append(self, segment: str, ids: list[str], entered: bool) -> None:
+    def _unlocked_append(self, segment: str, ids: Ids, entered: bool) -> None:
         log = self._logs.setdefault(segment, deque())
         first = self._last.get(segment, 0) + 1
         log.append((first, ids, entered))
@@ -258,14 +260,16 @@ class Memberships:
         cands = CandidateRows(shard, rows, self.event_windows())
         written = _WrittenRows(cands, created, field_rows, fields, type_rows)
         moves: list[tuple[str, np.ndarray, np.ndarray]] = []
+        anywhere = np.zeros(len(rows), dtype=bool)
         for name, state in self.states.items():
             check = written.to_check(state.defn)
             if check is not None:
-                moved = self._recheck(cands, state, check)
-                if moved is not None:
-                    written.changed[name] = moved[0] | moved[1]
-                    moves.append((name, *moved))
-        self._log_moves(shard, rows, moves)
+                found = self._recheck(cands, state, check)
+                if found is not None:
+                    moved = written.changed[name] = found[0] | found[1]
+                    anywhere |= moved
+                    moves.append((name, *found))
+        self._log_moves(shard, rows, anywhere, moves)
 
     def after_delete(self, shard: "Shard", rows: np.ndarray) -> None:
         """Deleted rows leave every segment (call before the rows are forgotten)."""
@@ -293,19 +297,19 @@ class Memberships:
         cands.segments_changed()
         return entered, left
 
-    def _log_moves(self, shard: "Shard", rows: np.ndarray,
+    def _log_moves(self, shard: "Shard", rows: np.ndarray, moved: np.ndarray,
                    moves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
         """Log a write's changes of all segments in one block: the ids of the rows that
-        moved anywhere are made once, then each segment takes its own (enters first)."""
+        moved anywhere (`moved`) are made once, then each segment takes its own (enters
+        first) as a gather from them, not as a list built per segment."""
         if not moves:
             return
-        anywhere = np.logical_or.reduce([m[1] | m[2] for m in moves])
-        pos = np.flatnonzero(anywhere)
+        pos = np.flatnonzero(moved)
         ids = np.empty(len(rows), dtype=object)
         ids[pos] = shard.index.ids_of(rows[pos])
         blocks = []
         for name, entered, left in moves:
-            blocks += [(name, ids[entered].tolist(), True), (name, ids[left].tolist(), False)]
+            blocks += [(name, ids[entered], True), (name, ids[left], False)]
         self.log.append_many(blocks)
 
     def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,
@@ -332,7 +336,7 @@ class _WrittenRows:
 
     def _mask(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros(len(self._cands), dtype=bool)
-        out[np.searchsorted(self._cands.rows, rows)] = True
+        out[self._cands.slots(rows)] = True
         return out
 
     def to_check(self, d: SegmentDef) -> np.ndarray | None:

@@ -39,11 +39,12 @@ class CandidateRows:
         self.rows = rows
         self.bitmap = bitmap_of(rows)
         self.ev = Evaluator(shard)
-        self.events = RowEvents(shard, rows, self.bitmap, windows)
+        self.events = RowEvents(shard, rows, self.bitmap, windows, self.slots)
         self._memo: dict[Predicate, np.ndarray] = {}
         self._segment_memo: dict[Predicate, np.ndarray] = {}  # nodes reading memberships
         self._gathered: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._alive: np.ndarray | None = None
+        self._position: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -58,7 +59,7 @@ class CandidateRows:
         if p is None:
             return self.alive()
         found = self._memo.get(p)
-        if found is None:
+        if found is None and self._segment_memo:
             found = self._segment_memo.get(p)
         if found is None:
             found, reads_segments = self._compute(p)
@@ -70,8 +71,18 @@ class CandidateRows:
         out = np.zeros(len(self.rows), dtype=bool)
         hit = bm & self.bitmap
         if hit:
-            out[np.searchsorted(self.rows, rows_of(hit))] = True
+            out[self.slots(rows_of(hit))] = True
         return out
+
+    def slots(self, some: np.ndarray) -> np.ndarray:
+        """The indices among the rows of `some` of them, from a row → index table: a
+        gather is ~10x faster than a binary search per row (random probes miss the
+        cache), and the table costs a few µs (np.empty is not cleared; only the rows'
+        entries are set and read)."""
+        if self._position is None:
+            self._position = np.empty(self.shard.n_rows, dtype=np.int32)
+            self._position[self.rows] = np.arange(len(self.rows), dtype=np.int32)
+        return self._position[some]
 
     def segments_changed(self) -> None:
         """A membership changed: forget what was computed from memberships."""

@@ -51,9 +51,16 @@ def values_for_rows(shard: "Shard", ev: EventValue, rows: np.ndarray,
     `pre`: the events of exactly these rows, gathered once for many conditions."""
     hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
                                only=rows, pre=pre)
-    values, has = _per_slot(ev.func, np.searchsorted(rows, hit), vals, len(rows))
+    slots = pre.slots(hit) if pre is not None else slots_of(rows, hit)
+    values, has = _per_slot(ev.func, slots, vals, len(rows))
     alive = shard.index.alive[rows]
     return values, alive if has is None else alive & has
+
+
+def slots_of(rows: np.ndarray, some: np.ndarray) -> np.ndarray:
+    """Indices in the sorted `rows` of `some` of them. The dtypes must agree: numpy's
+    searchsorted falls back to a generic comparison several times slower otherwise."""
+    return np.searchsorted(rows, some.astype(rows.dtype, copy=False))
 
 
 def _per_slot(func: str, slots: np.ndarray, vals: np.ndarray | None, k: int
@@ -176,7 +183,7 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
         else:
             hit, _ = _matching_rows(shard, ev, since, until, want_values=False, only=rows, pre=pre)
         found = np.zeros(len(rows), dtype=bool)
-        found[np.searchsorted(rows, hit)] = True  # every hit is one of the sorted rows
+        found[pre.slots(hit) if pre is not None else slots_of(rows, hit)] = True  # hits ⊆ rows
         return shard.index.alive[rows] & found
     mask = np.zeros(n, dtype=bool)
     if log is None:

@@ -12,13 +12,13 @@ chunks disagree on its representation) gets None, and the caller scans the log.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import numpy as np
 from pyroaring import BitMap
 
 from ..events import Chunk, EventLog
-from .event_values import Window, condition_mask, scanned_windows
+from .event_values import Window, condition_mask, scanned_windows, slots_of
 from .ir import And, EventValue, Or, Predicate
 
 if TYPE_CHECKING:
@@ -68,11 +68,14 @@ def _absent(floats: bool, n: int) -> np.ndarray:
 
 class RowEvents:
     """The events of the sorted distinct `rows` (`bitmap`: the same rows), per type,
-    gathered on first use (caller holds the shard lock)."""
+    gathered on first use (caller holds the shard lock). `slots` maps some of the rows
+    to their indices in `rows` (default: a binary search)."""
 
     def __init__(self, shard: "Shard", rows: np.ndarray, bitmap: BitMap,
-                 windows: Mapping[str, Window]) -> None:
+                 windows: Mapping[str, Window],
+                 slots: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.shard, self.rows, self.bitmap = shard, rows, bitmap
+        self.slots = slots or (lambda some: slots_of(rows, some))
         self._windows = windows
         self._types: dict[str, _Gathered] = {}
         self._wanted: np.ndarray | None = None
