@@ -263,12 +263,16 @@ class Memberships:
         anywhere = np.zeros(len(rows), dtype=bool)
         for name, state in self.states.items():
             check = written.to_check(state.defn)
-            if check is not None:
-                found = self._recheck(cands, state, check)
-                if found is not None:
-                    moved = written.changed[name] = found[0] | found[1]
-                    anywhere |= moved
-                    moves.append((name, *found))
+            if check is None:
+                continue
+            found = self._recheck(cands.subset(check), state)
+            if found is not None:
+                entered, left = cands.slots(found[0]), cands.slots(found[1])
+                moved = written.changed[name] = np.zeros(len(rows), dtype=bool)
+                moved[entered] = moved[left] = True
+                anywhere |= moved
+                moves.append((name, entered, left))
+                cands.segments_changed()
         self._log_moves(shard, rows, anywhere, moves)
 
     def after_delete(self, shard: "Shard", rows: np.ndarray) -> None:
@@ -280,28 +284,27 @@ class Memberships:
                 self._log_rows(shard, name, rows_of(left), False)
                 state.members -= left
 
-    def _recheck(self, cands: CandidateRows, state: SegmentState, check: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Update the segment on the candidate rows where `check`; returns (entered, left)
-        as masks over the candidates, or None when nothing moved."""
+    def _recheck(self, cands: CandidateRows, state: SegmentState) -> tuple[np.ndarray, np.ndarray] | None:
+        """Update the segment on the candidate rows; returns the rows that (entered, left),
+        or None when nothing moved."""
         now_in = cands.test(state.defn.plan)
         was = cands.in_bitmap(state.members)
-        moved = (now_in != was) & check
+        moved = now_in != was
         if not moved.any():
             return None
-        entered, left = moved & now_in, moved & was
-        if entered.any():
-            state.members |= bitmap_of(cands.rows[entered])
-        if left.any():
-            state.members -= bitmap_of(cands.rows[left])
-        cands.segments_changed()
+        entered, left = cands.rows[moved & now_in], cands.rows[moved & was]
+        if len(entered):
+            state.members |= bitmap_of(entered)
+        if len(left):
+            state.members -= bitmap_of(left)
         return entered, left
 
     def _log_moves(self, shard: "Shard", rows: np.ndarray, moved: np.ndarray,
                    moves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
         """Log a write's changes of all segments in one block: the ids of the rows that
-        moved anywhere (`moved`) are made once, then each segment takes its own (enters
-        first) as a gather from them, not as a list built per segment."""
+        moved anywhere (`moved`, a mask over `rows`) are made once, then each segment
+        takes its own (indices into `rows`; enters first) as a gather from them, not as
+        a list built per segment."""
         if not moves:
             return
         pos = np.flatnonzero(moved)

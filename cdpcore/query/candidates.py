@@ -32,14 +32,19 @@ if TYPE_CHECKING:
 
 class CandidateRows:
     """Tests over the sorted distinct `rows` of one shard, remembered for the batch
-    (caller holds the shard lock; nothing may be written meanwhile but memberships)."""
+    (caller holds the shard lock; nothing may be written meanwhile but memberships).
+    `subset` gives the same for some of the rows, sharing this one's event gathers."""
 
-    def __init__(self, shard: "Shard", rows: np.ndarray, windows: Mapping[str, Window]) -> None:
+    def __init__(self, shard: "Shard", rows: np.ndarray, windows: Mapping[str, Window],
+                 parent: "tuple[CandidateRows, np.ndarray] | None" = None) -> None:
         self.shard = shard
         self.rows = rows
         self.bitmap = bitmap_of(rows)
-        self.ev = Evaluator(shard)
-        self.events = RowEvents(shard, rows, self.bitmap, windows, self.slots)
+        self.ev = parent[0].ev if parent is not None else Evaluator(shard)
+        self.events = RowEvents(shard, rows, self.bitmap, windows, self.slots,
+                                None if parent is None else (parent[0].events, parent[1]))
+        self._windows = windows
+        self._subsets: dict[bytes, CandidateRows] = {}
         self._memo: dict[Predicate, np.ndarray] = {}
         self._segment_memo: dict[Predicate, np.ndarray] = {}  # nodes reading memberships
         self._gathered: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -84,9 +89,23 @@ class CandidateRows:
             self._position[self.rows] = np.arange(len(self.rows), dtype=np.int32)
         return self._position[some]
 
+    def subset(self, mask: np.ndarray) -> "CandidateRows":
+        """The candidates where `mask`, remembered: segments re-checked on the same rows
+        share their tests, and a segment to re-check on a few of the rows (say, the new
+        profiles of an event batch) costs what those rows cost, not what all do."""
+        if mask.all():
+            return self
+        key = np.packbits(mask).tobytes()
+        found = self._subsets.get(key)
+        if found is None:
+            found = self._subsets[key] = CandidateRows(self.shard, self.rows[mask], self._windows, (self, mask))
+        return found
+
     def segments_changed(self) -> None:
         """A membership changed: forget what was computed from memberships."""
         self._segment_memo.clear()
+        for sub in self._subsets.values():
+            sub.segments_changed()
 
     # ---- evaluation -------------------------------------------------------------------
     def _compute(self, p: Predicate) -> tuple[np.ndarray, bool]:

@@ -60,6 +60,15 @@ class _Gathered:
         return np.concatenate([s[pos] if s is not None else _absent(floats, len(pos))
                                for s, (_, pos) in zip(stored, self.parts)])
 
+    def restricted(self, keep: np.ndarray) -> "_Gathered":
+        """The gathered events where `keep` (order kept): those of a subset of the rows."""
+        if not self.parts:
+            return self
+        cuts = np.cumsum([len(pos) for _, pos in self.parts])[:-1]
+        parts = [(c, pos[k]) for (c, pos), k in zip(self.parts, np.split(keep, cuts))]
+        return _Gathered(self.log, self.window, [(c, pos) for c, pos in parts if len(pos)],
+                         self.rows[keep], self.ts[keep])
+
 
 def _absent(floats: bool, n: int) -> np.ndarray:
     """What a chunk without the property holds for it (events.py's `_absent`)."""
@@ -69,14 +78,18 @@ def _absent(floats: bool, n: int) -> np.ndarray:
 class RowEvents:
     """The events of the sorted distinct `rows` (`bitmap`: the same rows), per type,
     gathered on first use (caller holds the shard lock). `slots` maps some of the rows
-    to their indices in `rows` (default: a binary search)."""
+    to their indices in `rows` (default: a binary search). With `parent` (a RowEvents
+    of more rows, and which of its rows these are), events are taken from the parent's
+    gather instead of the log: subsets of a batch's rows scan the log once between them."""
 
     def __init__(self, shard: "Shard", rows: np.ndarray, bitmap: BitMap,
                  windows: Mapping[str, Window],
-                 slots: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 slots: Callable[[np.ndarray], np.ndarray] | None = None,
+                 parent: "tuple[RowEvents, np.ndarray] | None" = None) -> None:
         self.shard, self.rows, self.bitmap = shard, rows, bitmap
         self.slots = slots or (lambda some: slots_of(rows, some))
         self._windows = windows
+        self._parent = parent
         self._types: dict[str, _Gathered] = {}
         self._wanted: np.ndarray | None = None
 
@@ -114,6 +127,10 @@ class RowEvents:
         return found
 
     def _gather(self, type_: str, window: Window) -> _Gathered:
+        if self._parent is not None:
+            parent, mine = self._parent
+            g = parent._gathered(type_, window)
+            return g.restricted(mine[parent.slots(g.rows)]) if len(g.rows) else g
         log = self.shard.events.log(type_)
         if log is None or not log.members.intersect(self.bitmap):
             # none of the rows has an event of the type: every window is answered (empty)
