@@ -30,6 +30,7 @@ from .query.candidates import CandidateRows
 from .query.event_values import Window
 from .query.executor import Evaluator
 from .query.row_events import widest, windows_read
+from .query.scratch import Scratch
 from .segments import SegmentDef
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ class Memberships:
         self.log = log or ChangeLog()
         self.states: dict[str, SegmentState] = {}
         self._windows: dict[str, Window] | None = None  # see `event_windows`
+        self._scratch = Scratch()
 
     def members(self, name: str) -> BitMap:
         state = self.states.get(name)
@@ -257,7 +259,7 @@ class Memberships:
         rows = distinct(np.concatenate([created, field_rows, *type_rows.values()]))
         if not len(rows):
             return
-        cands = CandidateRows(shard, rows, self.event_windows())
+        cands = CandidateRows(shard, rows, self.event_windows(), self._scratch)
         written = _WrittenRows(cands, created, field_rows, fields, type_rows)
         moves: list[tuple[str, np.ndarray, np.ndarray]] = []
         anywhere = np.zeros(len(rows), dtype=bool)

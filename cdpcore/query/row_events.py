@@ -20,6 +20,7 @@ from pyroaring import BitMap
 from ..events import Chunk, EventLog
 from .event_values import Window, condition_mask, scanned_windows, slots_of
 from .ir import And, EventValue, Or, Predicate
+from .scratch import Scratch
 
 if TYPE_CHECKING:
     from ..shard import Shard
@@ -85,13 +86,14 @@ class RowEvents:
     def __init__(self, shard: "Shard", rows: np.ndarray, bitmap: BitMap,
                  windows: Mapping[str, Window],
                  slots: Callable[[np.ndarray], np.ndarray] | None = None,
-                 parent: "tuple[RowEvents, np.ndarray] | None" = None) -> None:
+                 parent: "tuple[RowEvents, np.ndarray] | None" = None,
+                 scratch: Scratch | None = None) -> None:
         self.shard, self.rows, self.bitmap = shard, rows, bitmap
         self.slots = slots or (lambda some: slots_of(rows, some))
         self._windows = windows
         self._parent = parent
+        self._scratch = scratch or Scratch()
         self._types: dict[str, _Gathered] = {}
-        self._wanted: np.ndarray | None = None
 
     def matching(self, ev: EventValue, since: int | None, until: int | None,
                  want_values: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -135,18 +137,22 @@ class RowEvents:
         if log is None or not log.members.intersect(self.bitmap):
             # none of the rows has an event of the type: every window is answered (empty)
             return _Gathered(log, (None, None), [], _NO_ROWS, _NO_TS)
-        parts = list(self._positions(log, window))
+        wanted = self._scratch.marked(self.rows, self.shard.n_rows)
+        try:
+            parts = list(self._positions(log, window, wanted))
+        finally:
+            self._scratch.unmark(self.rows)
         if not parts:
             return _Gathered(log, window, [], _NO_ROWS, _NO_TS)
         return _Gathered(log, window, parts, np.concatenate([c.rows[p] for c, p in parts]),
                          np.concatenate([c.ts[p] for c, p in parts]))
 
-    def _positions(self, log: EventLog, window: Window) -> Iterator[tuple[Chunk, np.ndarray]]:
-        """Per chunk overlapping `window`, the positions of the rows' events in it."""
+    def _positions(self, log: EventLog, window: Window, wanted: np.ndarray) -> Iterator[tuple[Chunk, np.ndarray]]:
+        """Per chunk overlapping `window`, the positions of the events of the rows
+        (`wanted`: a mask over all rows) in it."""
         since, until = window
         if since is not None and until is not None and since > until:
             return
-        wanted = self._wanted_mask()
         for chunk in log.sealed(self.shard.alive_or_none()):
             if not chunk.overlaps(since, until):
                 continue
@@ -156,13 +162,6 @@ class RowEvents:
             pos = np.flatnonzero(wanted[chunk.rows[sl]])
             if len(pos):
                 yield chunk, pos + sl.start
-
-    def _wanted_mask(self) -> np.ndarray:
-        """A dense mask of the rows: one gather per event scanned, shared by all types."""
-        if self._wanted is None:
-            self._wanted = np.zeros(self.shard.n_rows, dtype=bool)
-            self._wanted[self.rows] = True
-        return self._wanted
 
 
 def _values(g: _Gathered, ev: EventValue) -> np.ndarray | None:
