@@ -24,8 +24,9 @@ import numpy as np
 from pyroaring import BitMap
 
 from .arrays import distinct
-from .bitmap_index import bitmap_of, rows_of
+from .bitmap_index import bitmap_of, rows_of, uint32_array
 from .errors import ChangesLost
+from .ids import decode_ids
 from .query.candidates import CandidateRows
 from .query.event_values import Window
 from .query.executor import Evaluator
@@ -37,7 +38,47 @@ if TYPE_CHECKING:
     from .shard import Shard
 
 DEFAULT_RETAINED = 100_000  # changes kept per segment per shard
-Ids = Union[list, np.ndarray]   # profile ids: a list of str, or an object array of str
+
+
+class _WriteIds:
+    """The ids of the rows a write moved in or out of some segment, as bytes taken at
+    the write (the rows may be deleted later), decoded once when a watcher first reads
+    any of them: most changes are dropped from the log unread, and decoding every
+    moved row's id at the write was a tenth of segment upkeep."""
+
+    def __init__(self, buf: np.ndarray, off: np.ndarray) -> None:
+        self._raw: tuple[np.ndarray, np.ndarray] | None = (buf, off)
+        self._ids: np.ndarray | None = None
+
+    def decoded(self) -> np.ndarray:
+        if self._ids is None:
+            assert self._raw is not None
+            ids = decode_ids(*self._raw)
+            self._ids = np.empty(len(ids), dtype=object)
+            self._ids[:] = ids
+            self._raw = None
+        return self._ids
+
+
+class BatchIds:
+    """Some of a write's ids (`pos` into a shared `_WriteIds`): what a change-log block
+    holds, sliced when the log is trimmed, decoded only when iterated."""
+    __slots__ = ("_shared", "_pos")
+
+    def __init__(self, shared: _WriteIds, pos: np.ndarray) -> None:
+        self._shared, self._pos = shared, pos
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __getitem__(self, part: slice) -> "BatchIds":
+        return BatchIds(self._shared, self._pos[part])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shared.decoded()[self._pos].tolist())
+
+
+Ids = Union[list, BatchIds]   # a change-log block's profile ids
 
 
 @dataclass(frozen=True)
@@ -65,7 +106,7 @@ class ChangeLog:
         self.cond = cond or threading.Condition()
         # per segment, blocks of changes of one write: (first seq, ids, entered); a block
         # per write keeps appends O(1) in Python however many profiles moved. ids: a
-        # list of str or an object array of str (sliced, never changed in place)
+        # list of str, or BatchIds (decoded when read)
         self._logs: dict[str, deque[tuple[int, Ids, bool]]] = {}
         self._kept: dict[str, int] = {}      # changes held per segment
         self._last: dict[str, int] = {}      # last seq handed out per segment
@@ -296,25 +337,24 @@ class Memberships:
             return None
         entered, left = cands.rows[moved & now_in], cands.rows[moved & was]
         if len(entered):
-            state.members |= bitmap_of(entered)
+            state.members.update(uint32_array(entered))
         if len(left):
             state.members -= bitmap_of(left)
         return entered, left
 
     def _log_moves(self, shard: "Shard", rows: np.ndarray, moved: np.ndarray,
                    moves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-        """Log a write's changes of all segments in one block: the ids of the rows that
-        moved anywhere (`moved`, a mask over `rows`) are made once, then each segment
-        takes its own (indices into `rows`; enters first) as a gather from them, not as
-        a list built per segment."""
+        """Log a write's changes of all segments in one block: the id bytes of the rows
+        that moved anywhere (`moved`, a mask over `rows`) are taken once, and each
+        segment's enters and exits (indices into `rows`) refer to them (`BatchIds`)."""
         if not moves:
             return
         pos = np.flatnonzero(moved)
-        ids = np.empty(len(rows), dtype=object)
-        ids[pos] = shard.index.ids_of(rows[pos])
-        blocks = []
+        shared = _WriteIds(*shard.index.id_bytes(rows[pos]))
+        index = np.cumsum(moved, dtype=np.int64) - 1     # rows → position among the moved
+        blocks: list[tuple[str, Ids, bool]] = []
         for name, entered, left in moves:
-            blocks += [(name, ids[entered], True), (name, ids[left], False)]
+            blocks += [(name, BatchIds(shared, index[entered]), True), (name, BatchIds(shared, index[left]), False)]
         self.log.append_many(blocks)
 
     def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,

@@ -159,7 +159,7 @@ class RowEvents:
             sl = chunk.window(since, until)
             if sl.start == sl.stop:
                 continue
-            pos = np.flatnonzero(wanted[chunk.rows[sl]])
+            pos = np.flatnonzero(wanted.take(chunk.rows[sl]))  # take: no index conversion
             if len(pos):
                 yield chunk, pos + sl.start
 
