@@ -305,10 +305,10 @@ class Memberships:
         moves: list[tuple[str, np.ndarray, np.ndarray]] = []
         anywhere = np.zeros(len(rows), dtype=bool)
         for name, state in self.states.items():
-            check = written.to_check(state.defn)
-            if check is None:
+            context = written.candidates(state.defn)
+            if context is None:
                 continue
-            found = self._recheck(cands.subset(check), state)
+            found = self._recheck(context, state)
             if found is not None:
                 entered, left = cands.slots(found[0]), cands.slots(found[1])
                 moved = written.changed[name] = np.zeros(len(rows), dtype=bool)
@@ -333,7 +333,7 @@ class Memberships:
         now_in = cands.test(state.defn.plan)
         was = cands.in_bitmap(state.members)
         moved = now_in != was
-        if not moved.any():
+        if not np.count_nonzero(moved):
             return None
         entered, left = cands.rows[moved & now_in], cands.rows[moved & was]
         if len(entered):
@@ -365,9 +365,9 @@ class Memberships:
 
 
 class _WrittenRows:
-    """What a write touched, as masks over the batch's candidate rows, and which rows
-    each segment must be re-checked on (`changed`: rows whose membership of a segment
-    changed in this write, filled in as segments are re-checked in order)."""
+    """What a write touched, as masks over the batch's candidate rows, and the rows each
+    segment must be re-checked on (`changed`: rows whose membership of a segment changed
+    in this write, filled in as segments are re-checked in order)."""
 
     def __init__(self, cands: CandidateRows, created: np.ndarray, field_rows: np.ndarray,
                  fields: frozenset[str], type_rows: Mapping[str, np.ndarray]) -> None:
@@ -377,24 +377,35 @@ class _WrittenRows:
         self.everything = bool(self.created.all())
         self.field_rows = self._mask(field_rows)
         self.type_rows = {t: self._mask(r) for t, r in type_rows.items()}
+        self._types = frozenset(type_rows)
         self.changed: dict[str, np.ndarray] = {}
+        self._contexts: dict[tuple, CandidateRows | None] = {}
 
     def _mask(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros(len(self._cands), dtype=bool)
         out[self._cands.slots(rows)] = True
         return out
 
-    def to_check(self, d: SegmentDef) -> np.ndarray | None:
-        """The candidates `d` must be re-checked on; None when none."""
+    def candidates(self, d: SegmentDef) -> CandidateRows | None:
+        """The candidates `d` must be re-checked on (None: none), shared by the segments
+        whose reads the write touched alike: the same written fields, event types and
+        changed segments give the same rows."""
         if self.everything:
-            return self.created
-        parts = [self.field_rows] if d.fields & self.fields else []
-        parts += [self.type_rows[t] for t in d.event_types if t in self.type_rows]
-        parts += [self.changed[s] for s in d.segments if s in self.changed]
+            return self._cands
+        key = (not d.fields.isdisjoint(self.fields), d.event_types & self._types,
+               tuple(s for s in d.segments if s in self.changed))
+        found = self._contexts.get(key, False)
+        if found is False:
+            check = self._check(*key)
+            found = self._contexts[key] = None if check is None else self._cands.subset(check)
+        return found
+
+    def _check(self, fields_hit: bool, types: frozenset[str], segments: tuple[str, ...]) -> np.ndarray | None:
         check = self.created
-        for part in parts:
+        for part in ([self.field_rows] if fields_hit else []) + [self.type_rows[t] for t in types] + [
+                self.changed[s] for s in segments]:
             check = check | part
-        return check if check.any() else None
+        return check if np.count_nonzero(check) else None
 
 
 def _evaluate(shard: "Shard", defn: SegmentDef) -> BitMap:

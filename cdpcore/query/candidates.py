@@ -119,9 +119,9 @@ class CandidateRows:
     def _compute(self, p: Predicate) -> tuple[np.ndarray, bool]:
         """(result, whether it read a membership)."""
         if isinstance(p, And):
-            return self._combine(p, np.logical_and, stop=lambda acc: not acc.any())
+            return self._combine(p, np.logical_and, stop=lambda acc: not np.count_nonzero(acc))
         if isinstance(p, Or):
-            return self._combine(p, np.logical_or, stop=lambda acc: bool(acc.all()))
+            return self._combine(p, np.logical_or, stop=lambda acc: np.count_nonzero(acc) == len(acc))
         if isinstance(p, InSegment):
             return self._in_segment(p), True
         return self._leaf(p), False
