@@ -3,11 +3,15 @@ and the log of who entered and left each one.
 
 After every write batch the shard hands over the rows it touched; each segment that can
 be affected (it reads a field written, an event type tracked, or a segment whose
-membership just changed for those rows) is re-checked on those rows only, with the
-executor's candidate-row path, and new rows are checked against every segment. The
-difference with the bitmap is the change: members are added or removed and each change
-gets the next sequence number of that segment on this shard. Full re-evaluations (a new
-segment, a timer refresh of a time-dependent one) diff whole bitmaps instead.
+membership just changed for those rows) is re-checked on those rows only, and new rows
+are checked against every segment. All segments of a batch are re-checked together
+(`query.candidates`): a column, a leaf such as `country = 'JP'` or an event type's
+events of the rows is read once for every segment needing it, so a segment costs what
+it adds, not a fresh evaluation. The difference with the bitmap is the change: members
+are added or removed and each change gets the next sequence number of that segment on
+this shard; a batch's changes of all segments are logged in one block. Full
+re-evaluations (a new segment, a timer refresh of a time-dependent one) diff whole
+bitmaps instead.
 
 The change log is bounded per segment: a watcher that asks for changes older than what
 is retained gets `ChangesLost` and must re-read the membership, so ingest never waits

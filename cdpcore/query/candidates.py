@@ -22,7 +22,7 @@ from ..column import NumericColumn, StringColumn, TagSetColumn
 from ..schema import ID_FIELD
 from .event_values import Window
 from .executor import Evaluator
-from .ir import And, Compare, Const, EventValue, Has, InSegment, InSet, IsNull, Like, Or, Predicate
+from .ir import And, Compare, Const, EventValue, Has, InSegment, InSet, Like, Or, Predicate
 from .row_events import RowEvents
 from .scratch import Scratch
 from .vectors import codes_equal, compare_values, inset_values
