@@ -144,14 +144,7 @@ class RowIdIndex:
     def ids_of(self, rows: np.ndarray) -> list[str]:
         """The profile ids of `rows`: one gather of their bytes and one decode, then
         slices (ASCII ids, the common case), or a decode per id otherwise."""
-        buf, off = self.id_bytes(np.asarray(rows, dtype=np.int64))
-        raw = buf.tobytes()
-        bounds = off.tolist()
-        try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            return [raw[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
-        return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+        return decode_ids(*self.id_bytes(np.asarray(rows, dtype=np.int64)))
 
     def id_bytes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(buffer, offsets) of the ids of `rows`, for vectorised sorting by id."""
@@ -272,3 +265,15 @@ class RowIdIndex:
         spill = (keys[~fits] & np.uint64(0xFFFFFFFF)).astype(np.int64)
         if spill.size:
             self._place(spill, self.hashes[spill])
+
+
+def decode_ids(buf: np.ndarray, off: np.ndarray) -> list[str]:
+    """The ids in `id_bytes` form: one decode, then slices (ASCII ids, the common case),
+    or a decode per id otherwise."""
+    raw = buf.tobytes()
+    bounds = off.tolist()
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return [raw[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]

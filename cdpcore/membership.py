@@ -3,11 +3,15 @@ and the log of who entered and left each one.
 
 After every write batch the shard hands over the rows it touched; each segment that can
 be affected (it reads a field written, an event type tracked, or a segment whose
-membership just changed for those rows) is re-checked on those rows only, with the
-executor's candidate-row path, and new rows are checked against every segment. The
-difference with the bitmap is the change: members are added or removed and each change
-gets the next sequence number of that segment on this shard. Full re-evaluations (a new
-segment, a timer refresh of a time-dependent one) diff whole bitmaps instead.
+membership just changed for those rows) is re-checked on those rows only, and new rows
+are checked against every segment. All segments of a batch are re-checked together
+(`query.candidates`): a column, a leaf such as `country = 'JP'` or an event type's
+events of the rows is read once for every segment needing it, so a segment costs what
+it adds, not a fresh evaluation. The difference with the bitmap is the change: members
+are added or removed and each change gets the next sequence number of that segment on
+this shard; a batch's changes of all segments are logged in one block. Full
+re-evaluations (a new segment, a timer refresh of a time-dependent one) diff whole
+bitmaps instead.
 
 The change log is bounded per segment: a watcher that asks for changes older than what
 is retained gets `ChangesLost` and must re-read the membership, so ingest never waits
@@ -18,22 +22,68 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 from pyroaring import BitMap
 
 from .arrays import distinct
-from .bitmap_index import bitmap_of, rows_of
+from .bitmap_index import bitmap_of, rows_of, uint32_array
 from .errors import ChangesLost
+from .ids import decode_ids
+from .query.candidates import CandidateRows
+from .query.event_values import Window
 from .query.executor import Evaluator
 from .query.rowset import RowSet
+from .query.row_events import widest, windows_read
+from .query.scratch import Scratch
 from .segments import SegmentDef
 
 if TYPE_CHECKING:
     from .shard import Shard
 
 DEFAULT_RETAINED = 100_000  # changes kept per segment per shard
+
+
+class _WriteIds:
+    """The ids of the rows a write moved in or out of some segment, as bytes taken at
+    the write (the rows may be deleted later), decoded once when a watcher first reads
+    any of them: most changes are dropped from the log unread, and decoding every
+    moved row's id at the write was a tenth of segment upkeep."""
+
+    def __init__(self, buf: np.ndarray, off: np.ndarray) -> None:
+        self._raw: tuple[np.ndarray, np.ndarray] | None = (buf, off)
+        self._ids: np.ndarray | None = None
+
+    def decoded(self) -> np.ndarray:
+        if self._ids is None:
+            assert self._raw is not None
+            ids = decode_ids(*self._raw)
+            self._ids = np.empty(len(ids), dtype=object)
+            self._ids[:] = ids
+            self._raw = None
+        return self._ids
+
+
+class BatchIds:
+    """Some of a write's ids (`pos` into a shared `_WriteIds`): what a change-log block
+    holds, sliced when the log is trimmed, decoded only when iterated."""
+    __slots__ = ("_shared", "_pos")
+
+    def __init__(self, shared: _WriteIds, pos: np.ndarray) -> None:
+        self._shared, self._pos = shared, pos
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __getitem__(self, part: slice) -> "BatchIds":
+        return BatchIds(self._shared, self._pos[part])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shared.decoded()[self._pos].tolist())
+
+
+Ids = Union[list, BatchIds]   # a change-log block's profile ids
 
 
 @dataclass(frozen=True)
@@ -60,8 +110,9 @@ class ChangeLog:
         self.retained = retained
         self.cond = cond or threading.Condition()
         # per segment, blocks of changes of one write: (first seq, ids, entered); a block
-        # per write keeps appends O(1) in Python however many profiles moved
-        self._logs: dict[str, deque[tuple[int, list[str], bool]]] = {}
+        # per write keeps appends O(1) in Python however many profiles moved. ids: a
+        # list of str, or BatchIds (decoded when read)
+        self._logs: dict[str, deque[tuple[int, Ids, bool]]] = {}
         self._kept: dict[str, int] = {}      # changes held per segment
         self._last: dict[str, int] = {}      # last seq handed out per segment
         self._lost: dict[str, int] = {}      # highest seq no longer retained per segment
@@ -69,25 +120,35 @@ class ChangeLog:
     def last_seq(self, segment: str) -> int:
         return self._last.get(segment, 0)
 
-    def append(self, segment: str, ids: list[str], entered: bool) -> None:
+    def append(self, segment: str, ids: Ids, entered: bool) -> None:
         """Log one write's enters (or exits); keeps exactly the last `retained` changes."""
-        if not ids:
+        self.append_many([(segment, ids, entered)])
+
+    def append_many(self, blocks: Sequence[tuple[str, Ids, bool]]) -> None:
+        """Log one write's changes of several segments at once: one lock, one wake-up,
+        so a watcher sees all of a write's changes on this shard or none."""
+        blocks = [b for b in blocks if len(b[1])]
+        if not blocks:
             return
         with self.cond:
-            log = self._logs.setdefault(segment, deque())
-            first = self._last.get(segment, 0) + 1
-            log.append((first, ids, entered))
-            self._last[segment] = first + len(ids) - 1
-            kept = self._kept.get(segment, 0) + len(ids)
-            while kept > self.retained:
-                old_first, old_ids, old_entered = log.popleft()
-                drop = min(len(old_ids), kept - self.retained)
-                if drop < len(old_ids):  # the oldest block is cut, not dropped whole
-                    log.appendleft((old_first + drop, old_ids[drop:], old_entered))
-                kept -= drop
-                self._lost[segment] = old_first + drop - 1
-            self._kept[segment] = kept
+            for segment, ids, entered in blocks:
+                self._unlocked_append(segment, ids, entered)
             self.cond.notify_all()
+
+    def _unlocked_append(self, segment: str, ids: Ids, entered: bool) -> None:
+        log = self._logs.setdefault(segment, deque())
+        first = self._last.get(segment, 0) + 1
+        log.append((first, ids, entered))
+        self._last[segment] = first + len(ids) - 1
+        kept = self._kept.get(segment, 0) + len(ids)
+        while kept > self.retained:
+            old_first, old_ids, old_entered = log.popleft()
+            drop = min(len(old_ids), kept - self.retained)
+            if drop < len(old_ids):  # the oldest block is cut, not dropped whole
+                log.appendleft((old_first + drop, old_ids[drop:], old_entered))
+            kept -= drop
+            self._lost[segment] = old_first + drop - 1
+        self._kept[segment] = kept
 
     def since(self, segment: str, after: int, shard: int = 0) -> list[Change]:
         """The changes of `segment` with seq > after (caller holds `cond`)."""
@@ -165,6 +226,8 @@ class Memberships:
     def __init__(self, log: ChangeLog | None = None) -> None:
         self.log = log or ChangeLog()
         self.states: dict[str, SegmentState] = {}
+        self._windows: dict[str, Window] | None = None  # see `event_windows`
+        self._scratch = Scratch()
 
     def members(self, name: str) -> BitMap:
         state = self.states.get(name)
@@ -178,10 +241,12 @@ class Memberships:
         for the initial members. Returns the size."""
         members = _evaluate(shard, defn)
         self.states[defn.name] = SegmentState(defn, members, now_us)
+        self._windows = None
         return len(shard.visible(members))
 
     def drop(self, name: str) -> None:
         self.states.pop(name, None)
+        self._windows = None
         self.log.drop(name)
 
     def snapshot(self, shard: "Shard", name: str, with_members: bool) -> tuple[int, list[str]]:
@@ -201,6 +266,7 @@ class Memberships:
         for doc in state["segments"]:
             defn = SegmentDef.from_bytes(doc["defn"])
             self.states[defn.name] = SegmentState(defn, doc["members"], doc["refreshed_us"])
+        self._windows = None
         self.log.restore_positions(state["positions"])
 
     def refresh(self, shard: "Shard", defn: SegmentDef, now_us: int) -> None:
@@ -212,29 +278,51 @@ class Memberships:
         self._log_rows(shard, defn.name, rows_of(fresh - state.members), True)
         self._log_rows(shard, defn.name, rows_of(state.members - fresh), False)
         state.defn, state.members, state.refreshed_us = defn, fresh, now_us
+        self._windows = None
+
+    def event_windows(self) -> dict[str, Window]:
+        """Per event type, a window covering every window the segments' conditions read
+        on a few rows: what a write batch gathers of its rows' events, once per type."""
+        if self._windows is None:
+            out: dict[str, Window] = {}
+            for state in self.states.values():
+                for type_, w in windows_read(state.defn.plan).items():
+                    out[type_] = widest(out.get(type_), w)
+            self._windows = out
+        return self._windows
 
     def after_write(self, shard: "Shard", created: np.ndarray, field_rows: np.ndarray,
                     fields: frozenset[str], type_rows: Mapping[str, np.ndarray]) -> None:
         """Re-check each segment on the rows a write can have changed for it: rows whose
         fields it reads were written (`field_rows`, `fields`), rows that got events of a
         type it reads (`type_rows`), rows whose membership changed in a segment it reads;
-        `created` (new profiles) against every segment. All row arrays sorted, distinct."""
+        `created` (new profiles) against every segment. All row arrays sorted, distinct.
+
+        All segments are re-checked together on the union of those rows (`CandidateRows`:
+        a leaf or event scan shared by several segments is computed once), each keeping
+        to its own rows, in order, so a segment sees the new membership of those it reads."""
         if not self.states:
             return
-        ev = Evaluator(shard)
-        changed: dict[str, np.ndarray] = {}
+        rows = distinct(np.concatenate([created, field_rows, *type_rows.values()]))
+        if not len(rows):
+            return
+        cands = CandidateRows(shard, rows, self.event_windows(), self._scratch)
+        written = _WrittenRows(cands, created, field_rows, fields, type_rows)
+        moves: list[tuple[str, np.ndarray, np.ndarray]] = []
+        anywhere = np.zeros(len(rows), dtype=bool)
         for name, state in self.states.items():
-            d = state.defn
-            parts = [created]
-            if d.fields & fields:
-                parts.append(field_rows)
-            parts += [type_rows[t] for t in d.event_types if t in type_rows]
-            parts += [changed[s] for s in d.segments if s in changed]
-            check = parts[0] if len(parts) == 1 else distinct(np.concatenate(parts))
-            if len(check):
-                moved = self._recheck(shard, ev, state, check)
-                if len(moved):
-                    changed[name] = moved
+            context = written.candidates(state.defn)
+            if context is None:
+                continue
+            found = self._recheck(context, state)
+            if found is not None:
+                entered, left = cands.slots(found[0]), cands.slots(found[1])
+                moved = written.changed[name] = np.zeros(len(rows), dtype=bool)
+                moved[entered] = moved[left] = True
+                anywhere |= moved
+                moves.append((name, entered, left))
+                cands.segments_changed()
+        self._log_moves(shard, rows, anywhere, moves)
 
     def after_delete(self, shard: "Shard", rows: np.ndarray) -> None:
         """Deleted rows leave every segment (call before the rows are forgotten)."""
@@ -245,21 +333,40 @@ class Memberships:
                 self._log_rows(shard, name, rows_of(left), False)
                 state.members -= left
 
-    def _recheck(self, shard: "Shard", ev: Evaluator, state: SegmentState,
-                 rows: np.ndarray) -> np.ndarray:
-        """Update the segment on `rows`; returns the rows that entered or left (sorted)."""
-        plan = state.defn.plan
-        now_in = shard.index.alive[rows] if plan is None else ev.filter_rows(plan, rows)
-        was = RowSet(shard.n_rows, bm=state.members).contains(rows)
+    def _recheck(self, cands: CandidateRows, state: SegmentState) -> tuple[np.ndarray, np.ndarray] | None:
+        """Update the segment on the candidate rows; returns the rows that (entered, left),
+        or None when nothing moved."""
+        now_in = cands.test(state.defn.plan)
+        was = cands.in_bitmap(state.members)
         moved = now_in != was
-        if not moved.any():
-            return rows[:0]
-        entered, left = rows[now_in & ~was], rows[was & ~now_in]
-        state.members |= bitmap_of(entered)
-        state.members -= bitmap_of(left)
-        self._log_rows(shard, state.defn.name, entered, True)
-        self._log_rows(shard, state.defn.name, left, False)
-        return rows[moved]
+        if not np.count_nonzero(moved):
+            return None
+        entered, left = cands.rows[moved & now_in], cands.rows[moved & was]
+        if len(entered):
+            state.members.update(uint32_array(entered))
+        if len(left):
+            state.members -= bitmap_of(left)
+        return entered, left
+
+    def _log_moves(self, shard: "Shard", rows: np.ndarray, moved: np.ndarray,
+                   moves: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Log a write's changes of all segments in one block: the id bytes of the rows
+        that moved anywhere (`moved`, a mask over `rows`) are taken once, and each
+        segment's enters and exits (indices into `rows`) refer to them (`BatchIds`)."""
+        if moves and shard.foreign:   # foreign rows change silently (cdpcore.migration)
+            visible = ~RowSet(shard.n_rows, bm=shard.foreign).contains(rows)
+            moved = moved & visible
+            moves = [(n, e[visible[e]], l[visible[l]]) for n, e, l in moves]
+            moves = [m for m in moves if len(m[1]) or len(m[2])]
+        if not moves:
+            return
+        pos = np.flatnonzero(moved)
+        shared = _WriteIds(*shard.index.id_bytes(rows[pos]))
+        index = np.cumsum(moved, dtype=np.int64) - 1     # rows → position among the moved
+        blocks: list[tuple[str, Ids, bool]] = []
+        for name, entered, left in moves:
+            blocks += [(name, BatchIds(shared, index[entered]), True), (name, BatchIds(shared, index[left]), False)]
+        self.log.append_many(blocks)
 
     def _log_rows(self, shard: "Shard", name: str, rows: Iterable[int] | np.ndarray,
                   entered: bool) -> None:
@@ -268,6 +375,50 @@ class Memberships:
             rows = rows[~RowSet(shard.n_rows, bm=shard.foreign).contains(rows)]
         if len(rows):
             self.log.append(name, shard.index.ids_of(rows), entered)
+
+
+class _WrittenRows:
+    """What a write touched, as masks over the batch's candidate rows, and the rows each
+    segment must be re-checked on (`changed`: rows whose membership of a segment changed
+    in this write, filled in as segments are re-checked in order)."""
+
+    def __init__(self, cands: CandidateRows, created: np.ndarray, field_rows: np.ndarray,
+                 fields: frozenset[str], type_rows: Mapping[str, np.ndarray]) -> None:
+        self._cands = cands
+        self.fields = fields
+        self.created = self._mask(created)
+        self.everything = bool(self.created.all())
+        self.field_rows = self._mask(field_rows)
+        self.type_rows = {t: self._mask(r) for t, r in type_rows.items()}
+        self._types = frozenset(type_rows)
+        self.changed: dict[str, np.ndarray] = {}
+        self._contexts: dict[tuple, CandidateRows | None] = {}
+
+    def _mask(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(self._cands), dtype=bool)
+        out[self._cands.slots(rows)] = True
+        return out
+
+    def candidates(self, d: SegmentDef) -> CandidateRows | None:
+        """The candidates `d` must be re-checked on (None: none), shared by the segments
+        whose reads the write touched alike: the same written fields, event types and
+        changed segments give the same rows."""
+        if self.everything:
+            return self._cands
+        key = (not d.fields.isdisjoint(self.fields), d.event_types & self._types,
+               tuple(s for s in d.segments if s in self.changed))
+        found = self._contexts.get(key, False)
+        if found is False:
+            check = self._check(*key)
+            found = self._contexts[key] = None if check is None else self._cands.subset(check)
+        return found
+
+    def _check(self, fields_hit: bool, types: frozenset[str], segments: tuple[str, ...]) -> np.ndarray | None:
+        check = self.created
+        for part in ([self.field_rows] if fields_hit else []) + [self.type_rows[t] for t in types] + [
+                self.changed[s] for s in segments]:
+            check = check | part
+        return check if np.count_nonzero(check) else None
 
 
 def _evaluate(shard: "Shard", defn: SegmentDef) -> BitMap:

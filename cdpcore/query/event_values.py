@@ -11,7 +11,7 @@ touched.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from .vectors import codes_equal, compare_values, inset_values, leaf_codes
 
 if TYPE_CHECKING:
     from ..shard import Shard
+    from .row_events import RowEvents
+
+Window = Tuple[Optional[int], Optional[int]]   # (since, until) µs, inclusive; None unbounded
+PropValues = Callable[[str], Optional[np.ndarray]]  # a property's values for the events at hand
 
 INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _EXTREME: dict[str, tuple[Callable, bool]] = {  # func → (ufunc, reads ts instead of prop)
@@ -40,14 +44,23 @@ def value_arrays(shard: "Shard", ev: EventValue) -> tuple[np.ndarray, np.ndarray
     return values, alive if has is None else alive & has
 
 
-def values_for_rows(shard: "Shard", ev: EventValue, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def values_for_rows(shard: "Shard", ev: EventValue, rows: np.ndarray,
+                    pre: "RowEvents | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """`value_arrays` for the sorted distinct `rows` only: each window slice is filtered
-    to those rows before reducing (how a write batch's rows are re-checked cheaply)."""
+    to those rows before reducing (how a write batch's rows are re-checked cheaply).
+    `pre`: the events of exactly these rows, gathered once for many conditions."""
     hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=ev.func != "count",
-                               only=rows)
-    values, has = _per_slot(ev.func, np.searchsorted(rows, hit), vals, len(rows))
+                               only=rows, pre=pre)
+    slots = pre.slots(hit) if pre is not None else slots_of(rows, hit)
+    values, has = _per_slot(ev.func, slots, vals, len(rows))
     alive = shard.index.alive[rows]
     return values, alive if has is None else alive & has
+
+
+def slots_of(rows: np.ndarray, some: np.ndarray) -> np.ndarray:
+    """Indices in the sorted `rows` of `some` of them. The dtypes must agree: numpy's
+    searchsorted falls back to a generic comparison several times slower otherwise."""
+    return np.searchsorted(rows, some.astype(rows.dtype, copy=False))
 
 
 def _per_slot(func: str, slots: np.ndarray, vals: np.ndarray | None, k: int
@@ -75,7 +88,8 @@ def _per_slot(func: str, slots: np.ndarray, vals: np.ndarray | None, k: int
     return out, out != fill
 
 
-def sum_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.ndarray | None:
+def sum_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None,
+             pre: "RowEvents | None" = None) -> np.ndarray | None:
     """`event_sum(...) > c` (c >= 0) or `>= c` (c > 0): a profile without events has
     sum 0 there, which fails the test anyway, so presence need not be computed."""
     ev, op, value = p.field, p.op, p.value
@@ -83,33 +97,36 @@ def sum_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.n
             (op == ">" and value >= 0) or (op == ">=" and value > 0)):
         return None
     if rows is not None:
-        sums, present = values_for_rows(shard, ev, rows)
+        sums, present = values_for_rows(shard, ev, rows, pre)
         return compare_values(op, value, sums, present)
     hit, vals = _matching_rows(shard, ev, ev.since, ev.until, want_values=True)
     sums = np.bincount(hit, weights=vals, minlength=shard.n_rows)
     return compare_values(op, value, sums, shard.index.alive[:shard.n_rows])
 
 
-def shortcut_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.ndarray | None:
+def shortcut_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None,
+                  pre: "RowEvents | None" = None) -> np.ndarray | None:
     """Which rows (all, or the sorted distinct `rows`) satisfy `p`, without the general
     (values, presence) arrays, when it is an existence test in disguise or a sum test
     that needs no presence; else None."""
-    found = existence_mask(shard, p, rows)
-    return found if found is not None else sum_mask(shard, p, rows)
+    found = existence_mask(shard, p, rows, pre)
+    return found if found is not None else sum_mask(shard, p, rows, pre)
 
 
-def existence_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -> np.ndarray | None:
-    """The rows satisfying `p` when it is an existence test in disguise (see the module
-    doc), computed without a per-row reduction; None when it is not one."""
+def existence_plan(p: Compare) -> tuple[Window, Window | None, bool] | None:
+    """How `p` reads as an existence test (see the module doc), or None when it is not one:
+    (narrow, within, positive). Positive: p holds where an event exists in `narrow`.
+    Otherwise p holds where none does, on live rows (`within` None) or on rows with an
+    event in `within`."""
     ev, op, value = p.field, p.op, p.value
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    live = shard.index.alive[:shard.n_rows] if rows is None else shard.index.alive[rows]
+    full = (ev.since, ev.until)
     if ev.func == "count":
         if (op, value) in ((">=", 1), (">", 0), ("!=", 0)):
-            return _exists(shard, ev, ev.since, ev.until, rows)
+            return full, None, True
         if (op, value) in (("=", 0), ("<", 1), ("<=", 0)):
-            return live & ~_exists(shard, ev, ev.since, ev.until, rows)
+            return full, None, False
         return None
     if ev.func not in ("first_seen", "last_seen") or op not in ("<", "<=", ">", ">="):
         return None
@@ -117,30 +134,56 @@ def existence_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None) -
     # first_seen <= T: some event at/before T. first_seen > T: some event, none at/before T.
     if ev.func == "last_seen":
         bound = value if op in (">=", "<") else value + 1
-        since, until, positive = max(bound, ev.since if ev.since is not None else bound), ev.until, op in (">", ">=")
+        narrow, positive = (max(bound, ev.since if ev.since is not None else bound), ev.until), op in (">", ">=")
     else:
         bound = value if op in ("<=", ">") else value - 1
-        since, until, positive = ev.since, min(bound, ev.until if ev.until is not None else bound), op in ("<", "<=")
-    narrow = _exists(shard, ev, since, until, rows)
+        narrow, positive = (ev.since, min(bound, ev.until if ev.until is not None else bound)), op in ("<", "<=")
+    return narrow, (None if positive else full), positive
+
+
+def existence_mask(shard: "Shard", p: Compare, rows: np.ndarray | None = None,
+                   pre: "RowEvents | None" = None) -> np.ndarray | None:
+    """The rows satisfying `p` when it is an existence test in disguise (see the module
+    doc), computed without a per-row reduction; None when it is not one."""
+    plan = existence_plan(p)
+    if plan is None:
+        return None
+    (since, until), within, positive = plan
+    narrow = _exists(shard, p.field, since, until, rows, pre)
     if positive:
         return narrow
-    return _exists(shard, ev, ev.since, ev.until, rows) & ~narrow
+    if within is None:
+        live = shard.index.alive[:shard.n_rows] if rows is None else shard.index.alive[rows]
+        return live & ~narrow
+    return _exists(shard, p.field, within[0], within[1], rows, pre) & ~narrow
+
+
+def scanned_windows(p: Compare | InSet | IsNull) -> list[Window]:
+    """The windows of its type's events that evaluating the event leaf `p` on some rows
+    reads (an unconditional all-time existence test reads only the log's member bitmap;
+    an empty window reads nothing)."""
+    ev = p.field
+    plan = existence_plan(p) if isinstance(p, Compare) else None
+    wanted = [(ev.since, ev.until)] if plan is None else [w for w in plan[:2] if w is not None]
+    return [w for w in wanted if not (w == (None, None) and ev.where is None)
+            and not (w[0] is not None and w[1] is not None and w[0] > w[1])]
 
 
 def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None,
-            rows: np.ndarray | None) -> np.ndarray:
+            rows: np.ndarray | None, pre: "RowEvents | None" = None) -> np.ndarray:
     """Which live rows (all, or `rows`) have at least one matching event in [since, until]."""
     n = shard.n_rows
     log = shard.events.log(ev.type)
     if rows is not None:
-        if log is None or not log.members.intersect(bitmap_of(rows)):
+        rows_bm = pre.bitmap if pre is not None else bitmap_of(rows)
+        if log is None or not log.members.intersect(rows_bm):
             return np.zeros(len(rows), dtype=bool)
         if since is None and until is None and ev.where is None:
-            hit = rows_of(log.members & bitmap_of(rows))
+            hit = rows_of(log.members & rows_bm)
         else:
-            hit, _ = _matching_rows(shard, ev, since, until, want_values=False, only=rows)
+            hit, _ = _matching_rows(shard, ev, since, until, want_values=False, only=rows, pre=pre)
         found = np.zeros(len(rows), dtype=bool)
-        found[np.searchsorted(rows, hit)] = True  # every hit is one of the sorted rows
+        found[pre.slots(hit) if pre is not None else slots_of(rows, hit)] = True  # hits ⊆ rows
         return shard.index.alive[rows] & found
     mask = np.zeros(n, dtype=bool)
     if log is None:
@@ -154,12 +197,17 @@ def _exists(shard: "Shard", ev: EventValue, since: int | None, until: int | None
 
 
 def _matching_rows(shard: "Shard", ev: EventValue, since: int | None, until: int | None,
-                   want_values: bool, only: np.ndarray | None = None
+                   want_values: bool, only: np.ndarray | None = None, pre: "RowEvents | None" = None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Rows (and the reduced-over values) of the events matching `ev` in [since, until],
     only of the sorted distinct rows `only` when given (each window slice is filtered
     to them; nothing is scanned when none of them has an event of the type, e.g. brand-
-    new profiles)."""
+    new profiles). `pre` (the events of exactly `only`, gathered once) answers instead
+    of the log when it covers the window."""
+    if pre is not None:
+        found = pre.matching(ev, since, until, want_values)
+        if found is not None:
+            return found
     log = shard.events.log(ev.type)
     rows_parts: list[np.ndarray] = []
     value_parts: list[np.ndarray] = []
@@ -210,35 +258,45 @@ def _slices(log: EventLog, alive: np.ndarray | None, since: int | None, until: i
         sl = chunk.window(since, until)
         if sl.start == sl.stop:
             continue
-        yield chunk, sl, None if where is None else condition_mask(log, chunk, sl, where)
+        yield chunk, sl, None if where is None else condition_mask(log, where, chunk.ts[sl],
+                                                                   _sliced_props(chunk, sl))
 
 
-def condition_mask(log: EventLog, chunk: Chunk, sl: slice, p: Predicate) -> np.ndarray:
-    """Which events of chunk[sl] satisfy a normalised property condition (TRUE only)."""
-    n = sl.stop - sl.start
+def _sliced_props(chunk: Chunk, sl: slice) -> PropValues:
+    def values(name: str) -> np.ndarray | None:
+        stored = chunk.props.get(name)
+        return None if stored is None else stored[sl]
+    return values
+
+
+def condition_mask(log: EventLog | None, p: Predicate, ts: np.ndarray, props: PropValues) -> np.ndarray:
+    """Which events (their `ts`, and `props(name)`: a property's values, None when no
+    event has it) satisfy a normalised property condition (TRUE only). Properties are
+    float64 (NaN absent) or codes of `log`'s dictionaries (-1 absent)."""
+    n = len(ts)
     if isinstance(p, Const):
         return np.full(n, p.value, dtype=bool)
     if isinstance(p, And):
-        out = condition_mask(log, chunk, sl, p.children[0])
+        out = condition_mask(log, p.children[0], ts, props)
         for kid in p.children[1:]:
-            out &= condition_mask(log, chunk, sl, kid)
+            out &= condition_mask(log, kid, ts, props)
         return out
     if isinstance(p, Or):
-        out = condition_mask(log, chunk, sl, p.children[0])
+        out = condition_mask(log, p.children[0], ts, props)
         for kid in p.children[1:]:
-            out |= condition_mask(log, chunk, sl, kid)
+            out |= condition_mask(log, kid, ts, props)
         return out
     if p.field == "ts":
-        return _leaf_on_values(p, chunk.ts[sl], np.ones(n, dtype=bool))
-    stored = chunk.props.get(p.field)
-    if stored is None:  # absent on every event of the chunk: only IS NULL holds
+        return _leaf_on_values(p, ts, np.ones(n, dtype=bool))
+    values = props(p.field)
+    if values is None:  # absent on every event: only IS NULL holds
         return np.full(n, isinstance(p, IsNull) and not p.negated, dtype=bool)
-    values = stored[sl]
-    if stored.dtype.kind == "f":
+    if values.dtype.kind == "f":
         return _leaf_on_values(p, values, ~np.isnan(values))
     present = values >= 0
     if isinstance(p, IsNull):
         return present if p.negated else ~present
+    assert log is not None  # codes come from a log's dictionary
     target, negated = leaf_codes(log.dictionaries[p.field], p)
     hit = codes_equal(values, target)
     return present & ~hit if negated else hit

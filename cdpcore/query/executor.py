@@ -23,6 +23,7 @@ from .vectors import SCAN_CODES, codes_equal, compare_values, inset_values, leaf
 
 if TYPE_CHECKING:
     from ..shard import Shard
+    from .row_events import RowEvents
 
 # And switches from full scans to filtering gathered candidates below these densities.
 # Measured here: a fancy-index gather costs ~4 ns per element, a column scan ~0.25 ns;
@@ -105,18 +106,20 @@ class Evaluator:
         vals, present = self.event_arrays(p.field)
         return RowSet(self.n, mask=_event_test(p, vals, present, self.shard.index.alive[:self.n]))
 
-    def _filter_event_leaf(self, p: Compare | InSet | IsNull, rows: np.ndarray) -> np.ndarray:
+    def filter_event_leaf(self, p: Compare | InSet | IsNull, rows: np.ndarray,
+                          pre: "RowEvents | None" = None) -> np.ndarray:
         """An event leaf on candidate rows: from the full arrays when this query has them
-        (or the candidates are many), else from the window slices filtered to the rows."""
+        (or the candidates are many), else from the window slices filtered to the rows
+        (`pre`: those rows' events, gathered once for many leaves)."""
         if p.field in self._event_cache or len(rows) * RESTRICTED_EVENT_FRACTION > self.n:
             vals, present = self.event_arrays(p.field)
             vals, present = vals[rows], present[rows]
         else:
             if isinstance(p, Compare):
-                found = event_values.shortcut_mask(self.shard, p, rows)
+                found = event_values.shortcut_mask(self.shard, p, rows, pre)
                 if found is not None:
                     return found
-            vals, present = event_values.values_for_rows(self.shard, p.field, rows)
+            vals, present = event_values.values_for_rows(self.shard, p.field, rows, pre)
         return _event_test(p, vals, present, self.shard.index.alive[rows])
 
     def _compare(self, p: Compare) -> RowSet:
@@ -176,7 +179,7 @@ class Evaluator:
         return _without(self.shard.index.alive[:self.n], rows_of(bm))
 
     # ---- helpers for string / tag / id leaves ---------------------------------------
-    def _string_codes(self, col: StringColumn, p: Predicate) -> tuple[np.ndarray, bool]:
+    def string_codes(self, col: StringColumn, p: Predicate) -> tuple[np.ndarray, bool]:
         """(codes of the leaf's positive test, negated), cached per evaluation:
         `city != 'x'` is the negation of `city = 'x'`, not a union of every other city."""
         found = self._codes_cache.get(p)
@@ -185,7 +188,7 @@ class Evaluator:
         return found
 
     def _codes_rowset(self, col: StringColumn, p: Predicate) -> RowSet:
-        codes, negated = self._string_codes(col, p)
+        codes, negated = self.string_codes(col, p)
         if not negated:
             return RowSet(self.n, bm=col.index.union(codes))
         present = col.present_mask(self.n)
@@ -231,7 +234,7 @@ class Evaluator:
                 return 0.0 if not getattr(p, "negated", False) and getattr(p, "op", "=") == "=" else 1.0
             col = self.shard.column_for(p.field)
             if isinstance(col, StringColumn):
-                codes, negated = self._string_codes(col, p)
+                codes, negated = self.string_codes(col, p)
                 frac = col.index.cardinality(codes) / n
                 return 1.0 - frac if negated else frac
             return self._sampled(p)
@@ -284,7 +287,7 @@ class Evaluator:
         if isinstance(p, Const):
             return np.full(len(rows), p.value, dtype=bool)
         if isinstance(getattr(p, "field", None), EventValue):
-            return self._filter_event_leaf(p, rows)
+            return self.filter_event_leaf(p, rows)
         if isinstance(p, InSegment):
             hit = RowSet(self.n, bm=self.shard.segments.members(p.name)).contains(rows)
             return self.shard.index.alive[rows] & ~hit if p.negated else hit
@@ -296,7 +299,7 @@ class Evaluator:
             return inset_values(p, vals, present)
         if isinstance(col, StringColumn) and isinstance(p, (Compare, InSet, Like)):
             codes = col.codes[rows]
-            target, negated = self._string_codes(col, p)
+            target, negated = self.string_codes(col, p)
             hit = codes_equal(codes, target)
             return (codes >= 0) & ~hit if negated else hit
         if isinstance(p, IsNull) and col is not None:
