@@ -24,11 +24,12 @@ shards hold of slots they do not own (a half-copied batch).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from server.shard_client import ShardClient
 
 log = logging.getLogger("cdp.migration")
+T = TypeVar("T")
 
 BATCH_SLOTS = 256          # slots per batch: ~1.5% of the keyspace per flip
 CATCH_UP_ROUNDS = 8        # rounds before the flip replays the rest under the lock
@@ -48,6 +50,7 @@ CATCH_UP_SMALL = 2_000     # captured records few enough to replay under the loc
 BATCH_ATTEMPTS = 3
 FLIP_WAIT_S = 2.0          # longest the flip waits for routed calls to finish (writes queue meanwhile)
 FLIP_ATTEMPTS = 30
+PREFETCH_PARTS = 2         # exported parts read ahead of the target's imports
 RETRY_PAUSE_S = 1.0
 
 
@@ -105,8 +108,7 @@ def plan_add(owners: np.ndarray, target: int) -> list[Move]:
         if s != target and counts[s] > quotas[s] and need > 0:
             gives[s] = min(counts[s] - quotas[s], need)
             need -= gives[s]
-    per_source = {s: _batches(np.flatnonzero(owners == s)[-n:]) for s, n in gives.items()}
-    return _interleave({s: [Move(s, target, b) for b in bs] for s, bs in per_source.items()})
+    return [Move(s, target, np.flatnonzero(owners == s)[-n:]) for s, n in gives.items()]
 
 
 def _counts(owners: np.ndarray) -> dict[int, int]:
@@ -121,21 +123,19 @@ def plan_remove(owners: np.ndarray, leaving: int) -> list[Move]:
     moves, start = [], 0
     for s in sorted(counts, key=lambda s: counts[s]):
         take = max(0, quotas[s] - counts[s])
-        moves += [Move(leaving, s, b) for b in _batches(slots[start:start + take])]
+        if take:
+            moves.append(Move(leaving, s, slots[start:start + take]))
         start += take
     if start < len(slots):    # rounding: the rest to the smallest
-        smallest = min(counts, key=lambda s: counts[s])
-        moves += [Move(leaving, smallest, b) for b in _batches(slots[start:])]
+        moves.append(Move(leaving, min(counts, key=lambda s: counts[s]), slots[start:]))
     return moves
 
 
-def _batches(slots: np.ndarray, size: int = BATCH_SLOTS) -> list[np.ndarray]:
-    return [slots[i:i + size] for i in range(0, len(slots), size)]
-
-
-def _interleave(per_source: dict[int, list[Move]]) -> list[Move]:
-    """Round-robin over the sources, so each one's extra load is spread over the run."""
-    queues = list(per_source.values())
+def in_batches(moves: list[Move], size: int) -> list[Move]:
+    """The moves cut into batches of `size` slots, round-robin over the moves, so each
+    shard's extra load is spread over the run."""
+    queues = [[Move(m.source, m.target, m.slots[i:i + size]) for i in range(0, len(m.slots), size)]
+              for m in moves]
     out: list[Move] = []
     while any(queues):
         for q in queues:
@@ -177,9 +177,8 @@ class Migrator:
 
     def _run(self, progress: Progress, moves: list[Move], finish: Callable[[], None]) -> None:
         try:
-            for move in moves:
-                for part in _batches(move.slots, self.batch_slots):
-                    self._move_with_retries(progress, Move(move.source, move.target, part))
+            for batch in in_batches(moves, self.batch_slots):
+                self._move_with_retries(progress, batch)
             finish()
             progress.state = "done"
             log.info("%s %s done: %d slots, %d profiles in %.1f s", progress.kind, progress.shard,
@@ -230,7 +229,8 @@ class Migrator:
         progress.slots_moving = len(slots)
         target.call("DropSlots", pb.DropSlotsRequest(slots=slots))
         try:
-            for part in source.stream("ExportSlots", pb.ExportSlotsRequest(slots=slots, migration=name), None):
+            export = source.stream("ExportSlots", pb.ExportSlotsRequest(slots=slots, migration=name), None)
+            for part in prefetched(export, PREFETCH_PARTS):   # the source builds ahead while the target imports
                 target.call("Import", part)
                 progress.profiles_copied += part.profiles
                 progress.events_copied += part.events
@@ -241,6 +241,43 @@ class Migrator:
         progress.slots_moved += len(slots)
         progress.slots_moving = 0
         source.call("DropSlots", pb.DropSlotsRequest(slots=slots))
+
+
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """The items of an iterator, read ahead by a thread up to `depth` items; closing the
+    generator stops the thread (it never blocks for good on a full queue)."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put(e)
+    threading.Thread(target=pump, daemon=True, name="cdp-prefetch").start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _replay(source: "ShardClient", target: "ShardClient", name: str, end: bool) -> int:
