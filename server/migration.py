@@ -6,8 +6,9 @@ clients keep writing and querying:
 
 1. the target drops any leftover copy of the batch (an earlier attempt);
 2. the source exports the batch's profiles and events at one instant and starts
-   capturing later writes to those slots (cdpcore.migration); the router streams the
-   parts into the target, where they are foreign: kept, logged, invisible;
+   capturing later writes to those slots (cdpcore.migration); the target pulls the
+   parts straight from the source (PullSlots: the data never pass through the router)
+   and imports them as foreign rows: kept, logged, invisible;
 3. catch-up rounds replay the captured writes on the target until few remain;
 4. the flip, under the slot-map lock held exclusively (writes and queries wait a few
    milliseconds): the last captured writes, the new map (epoch + 1, persisted), the
@@ -229,11 +230,10 @@ class Migrator:
         progress.slots_moving = len(slots)
         target.call("DropSlots", pb.DropSlotsRequest(slots=slots))
         try:
-            export = source.stream("ExportSlots", pb.ExportSlotsRequest(slots=slots, migration=name), None)
-            for part in prefetched(export, PREFETCH_PARTS):   # the source builds ahead while the target imports
-                target.call("Import", part)
-                progress.profiles_copied += part.profiles
-                progress.events_copied += part.events
+            copied = target.call("PullSlots", pb.PullSlotsRequest(source=source.address, slots=slots,
+                                                                  migration=name))
+            progress.profiles_copied += copied.profiles
+            progress.events_copied += copied.events
             self._flip(move, source, target, name)
         except Exception:
             _roll_back(source, target, name, slots)

@@ -45,6 +45,8 @@ from server import codec
 from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb
 from server.pb.cdp.v1 import shard_pb2_grpc
+from server.migration import PREFETCH_PARTS, prefetched
+from server.shard_client import ShardClient
 from server.status import rpc
 from server.watch import POLL_S, WatchLimit
 
@@ -183,6 +185,27 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
     @rpc
     def Import(self, request: pb.WriteOps, context) -> pb.ApplyResponse:
         """Copied or captured writes for slots this shard does not own (yet), in order."""
+        self._import(request)
+        return pb.ApplyResponse()
+
+    @rpc
+    def PullSlots(self, request: pb.PullSlotsRequest, context) -> pb.PullSlotsResponse:
+        """Copy slots from their source directly; the next part is read while this one
+        is imported."""
+        source = ShardClient(request.source)
+        copied = pb.PullSlotsResponse()
+        try:
+            export = source.stream("ExportSlots", pb.ExportSlotsRequest(
+                slots=request.slots, migration=request.migration), context.time_remaining())
+            for part in prefetched(export, PREFETCH_PARTS):
+                self._import(part)
+                copied.profiles += part.profiles
+                copied.events += part.events
+        finally:
+            source.close()
+        return copied
+
+    def _import(self, request: pb.WriteOps) -> None:
         for op in request.ops:
             ids, uid, batches = wire.decode_write(op.batch)
             self._check_foreign(ids.hashes)
@@ -194,7 +217,6 @@ class ShardService(shard_pb2_grpc.ShardStoreServicer):
                 self.writer.delete(ids)
             else:
                 raise BatchError(f"Import: unknown write kind {op.kind!r}")
-        return pb.ApplyResponse()
 
     @rpc
     def DropSlots(self, request: pb.DropSlotsRequest, context) -> pb.DropSlotsResponse:

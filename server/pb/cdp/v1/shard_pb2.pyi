@@ -249,6 +249,24 @@ class CatchUpRequest(_message.Message):
     end: bool
     def __init__(self, migration: _Optional[str] = ..., end: _Optional[bool] = ...) -> None: ...
 
+class PullSlotsRequest(_message.Message):
+    __slots__ = ("source", "slots", "migration")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    migration: str
+    def __init__(self, source: _Optional[str] = ..., slots: _Optional[_Iterable[int]] = ..., migration: _Optional[str] = ...) -> None: ...
+
+class PullSlotsResponse(_message.Message):
+    __slots__ = ("profiles", "events")
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    profiles: int
+    events: int
+    def __init__(self, profiles: _Optional[int] = ..., events: _Optional[int] = ...) -> None: ...
+
 class DropSlotsRequest(_message.Message):
     __slots__ = ("slots",)
     SLOTS_FIELD_NUMBER: _ClassVar[int]

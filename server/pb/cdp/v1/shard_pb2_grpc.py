@@ -135,6 +135,11 @@ class ShardStoreStub:
                 request_serializer=cdp_dot_v1_dot_shard__pb2.WriteOps.SerializeToString,
                 response_deserializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
                 _registered_method=True)
+        self.PullSlots = channel.unary_unary(
+                '/cdp.v1.ShardStore/PullSlots',
+                request_serializer=cdp_dot_v1_dot_shard__pb2.PullSlotsRequest.SerializeToString,
+                response_deserializer=cdp_dot_v1_dot_shard__pb2.PullSlotsResponse.FromString,
+                _registered_method=True)
         self.DropSlots = channel.unary_unary(
                 '/cdp.v1.ShardStore/DropSlots',
                 request_serializer=cdp_dot_v1_dot_shard__pb2.DropSlotsRequest.SerializeToString,
@@ -275,6 +280,14 @@ class ShardStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullSlots(self, request, context):
+        """Target side: copy the slots straight from their source (its ExportSlots), importing
+        each part as it arrives; the data never passes through the router.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DropSlots(self, request, context):
         """Forget the profiles of slots this shard does not own (moved out, or an abandoned copy).
         """
@@ -384,6 +397,11 @@ def add_ShardStoreServicer_to_server(servicer, server):
                     servicer.Import,
                     request_deserializer=cdp_dot_v1_dot_shard__pb2.WriteOps.FromString,
                     response_serializer=cdp_dot_v1_dot_shard__pb2.ApplyResponse.SerializeToString,
+            ),
+            'PullSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullSlots,
+                    request_deserializer=cdp_dot_v1_dot_shard__pb2.PullSlotsRequest.FromString,
+                    response_serializer=cdp_dot_v1_dot_shard__pb2.PullSlotsResponse.SerializeToString,
             ),
             'DropSlots': grpc.unary_unary_rpc_method_handler(
                     servicer.DropSlots,
@@ -931,6 +949,33 @@ class ShardStore:
             '/cdp.v1.ShardStore/Import',
             cdp_dot_v1_dot_shard__pb2.WriteOps.SerializeToString,
             cdp_dot_v1_dot_shard__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.v1.ShardStore/PullSlots',
+            cdp_dot_v1_dot_shard__pb2.PullSlotsRequest.SerializeToString,
+            cdp_dot_v1_dot_shard__pb2.PullSlotsResponse.FromString,
             options,
             channel_credentials,
             insecure,
