@@ -36,7 +36,7 @@ from .tracking import TS, TYPE
 if TYPE_CHECKING:
     from .shard import Shard
 
-EXPORT_PART_ROWS = 20_000      # profiles per exported part (with their events): one message
+EXPORT_PART_ROWS = 20_000      # profiles per exported part (with their events): one message, one lock hold on the target
 MAX_CAPTURED_RECORDS = 1_000_000   # a capture holding more is abandoned (the batch is retried)
 CAPTURE_IDLE_S = 120.0         # a capture nobody took from for this long is ended (its router is gone)
 
