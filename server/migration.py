@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cdp.migration")
 T = TypeVar("T")
 
-BATCH_SLOTS = 256          # slots per batch: ~1.5% of the keyspace per flip
+BATCH_SLOTS = 512          # slots per batch (~3% of the keyspace per flip): each batch scans the source's event chunks once
 CATCH_UP_ROUNDS = 8        # rounds before the flip replays the rest under the lock
 CATCH_UP_SMALL = 2_000     # captured records few enough to replay under the lock
 BATCH_ATTEMPTS = 3
