@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdpcore.errors import BatchError, Unavailable
-from cdpcore.ingest import Rejections, columns_of_records, prepare
+from cdpcore.ingest import columns_of_records, prepare
 from cdpcore.routing import ShardWrite, merge_writes, split
 from cdpcore.schema import Schema
 from cdpcore.shard import Shard
