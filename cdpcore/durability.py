@@ -33,7 +33,7 @@ from .periodic import Periodic
 from .errors import CdpError, FailedPrecondition
 from .files import replace_atomically
 from .ids import EncodedIds
-from .migration import slot_mask
+from .slots import slot_mask
 from .schema import Schema
 from .segments import SegmentDef
 from .shard import Shard

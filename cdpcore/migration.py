@@ -29,8 +29,9 @@ from .batch import TagSets
 from .errors import FailedPrecondition
 from .events import Chunk
 from .ids import EncodedIds
+from .routing import concat_batches
 from .schema import Field, FieldType
-from .slots import N_SLOTS, slots_of_hashes
+from .slots import slots_of_hashes
 from .tracking import TS, TYPE
 
 if TYPE_CHECKING:
@@ -39,13 +40,6 @@ if TYPE_CHECKING:
 EXPORT_PART_ROWS = 20_000      # profiles per exported part (with their events): one message, one lock hold on the target
 MAX_CAPTURED_RECORDS = 1_000_000   # a capture holding more is abandoned (the batch is retried)
 CAPTURE_IDLE_S = 120.0         # a capture nobody took from for this long is ended (its router is gone)
-
-
-def slot_mask(slots) -> np.ndarray:
-    """A bool mask over the 16384 slots from a list of slot numbers."""
-    mask = np.zeros(N_SLOTS, dtype=bool)
-    mask[np.asarray(list(slots), dtype=np.int64)] = True
-    return mask
 
 
 @dataclass
@@ -249,33 +243,12 @@ def _property_batch(log: _LogCopy, name: str, parts: list[np.ndarray | None],
 def _event_batches(pieces: list[tuple[str, np.ndarray, np.ndarray, list[FieldBatch]]]) -> list[FieldBatch]:
     """One track batch (type, ts, then the properties) of the events of several types:
     (type, record → id position, ts, property batches) each; a property a type lacks is
-    absent on its events, string codes are shifted onto the concatenated categories."""
-    sizes = [len(ts) for _, _, ts, _ in pieces]
-    n = sum(sizes)
-    ones, zeros = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-    types = FieldBatch(TYPE, ones, zeros, codes=np.repeat(np.arange(len(pieces), dtype=np.int32), sizes),
-                       categories=[name for name, _, _, _ in pieces])
-    stamps = FieldBatch(TS, ones, zeros, values=np.concatenate([ts for _, _, ts, _ in pieces]).astype(np.int64))
-    fields: dict[str, Field] = {}
-    for _, _, _, props in pieces:
-        for b in props:
-            fields.setdefault(b.field.name, b.field)
-    return [types, stamps, *(_merged_property(f, pieces, sizes) for f in fields.values())]
-
-
-def _merged_property(f: Field, pieces: list, sizes: list[int]) -> FieldBatch:
-    found = [{b.field.name: b for b in props}.get(f.name) for _, _, _, props in pieces]
-    n = sum(sizes)
-    if f.type is FieldType.FLOAT:
-        values = np.concatenate([b.values if b is not None else np.full(k, np.nan) for b, k in zip(found, sizes)])
-        return FieldBatch(f, np.ones(n, dtype=bool), np.isnan(values), values=values)
-    codes, categories = [], []
-    for b, k in zip(found, sizes):
-        if b is None:
-            codes.append(np.full(k, -1, dtype=np.int32))
-            continue
-        c = b.codes.astype(np.int32)
-        codes.append(np.where(c >= 0, c + len(categories), -1))
-        categories += b.categories
-    merged = np.concatenate(codes)
-    return FieldBatch(f, np.ones(n, dtype=bool), merged < 0, codes=merged, categories=categories)
+    not named on its events (absent)."""
+    groups, sizes = [], []
+    for name, _, ts, props in pieces:
+        n = len(ts)
+        ones, zeros = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        types = FieldBatch(TYPE, ones, zeros, codes=np.zeros(n, dtype=np.int32), categories=[name])
+        groups.append([types, FieldBatch(TS, ones, zeros, values=ts.astype(np.int64, copy=False)), *props])
+        sizes.append(n)
+    return concat_batches(groups, sizes)

@@ -142,7 +142,7 @@ def merge_writes(writes: list[ShardWrite]) -> ShardWrite:
     starts = np.cumsum([0] + [len(w.ids) for w in writes[:-1]])
     records = np.concatenate([w.uid + s for w, s in zip(writes, starts.tolist())])
     uid, unique = distinct_ids(ids)
-    return ShardWrite(unique, uid[records], _merge_batches(writes))
+    return ShardWrite(unique, uid[records], concat_batches([w.batches for w in writes], [len(w) for w in writes]))
 
 
 def _concat_ids(parts: list[EncodedIds]) -> EncodedIds:
@@ -153,14 +153,14 @@ def _concat_ids(parts: list[EncodedIds]) -> EncodedIds:
                       np.concatenate([p.hashes for p in parts]))
 
 
-def _merge_batches(writes: list[ShardWrite]) -> list[FieldBatch]:
-    """Per field named by any write, one batch over all records (records of a write that
-    does not name the field: named False), in order of first appearance."""
+def concat_batches(groups: list[list[FieldBatch]], sizes: list[int]) -> list[FieldBatch]:
+    """The records of several groups of field batches (group i: `sizes[i]` records) as
+    one list of batches: per field named by any group, one batch over all records (records
+    of a group without the field: named False), in order of first appearance."""
     by_name: dict[str, list[FieldBatch | None]] = {}
-    for i, w in enumerate(writes):
-        for b in w.batches:
-            by_name.setdefault(b.field.name, [None] * len(writes))[i] = b
-    sizes = [len(w) for w in writes]
+    for i, batches in enumerate(groups):
+        for b in batches:
+            by_name.setdefault(b.field.name, [None] * len(groups))[i] = b
     return [_concat_field(parts, sizes) for parts in by_name.values()]
 
 

@@ -16,6 +16,13 @@ def slot_of(profile_id: str) -> int:
     return xxhash.xxh64_intdigest(profile_id.encode("utf-8")) % N_SLOTS
 
 
+def slot_mask(slots) -> np.ndarray:
+    """A bool mask over the 16384 slots from slot numbers."""
+    mask = np.zeros(N_SLOTS, dtype=bool)
+    mask[np.asarray(list(slots), dtype=np.int64)] = True
+    return mask
+
+
 def slots_of_hashes(hashes: np.ndarray) -> np.ndarray:
     """Vectorised slot_of for ids whose xxhash64 values are already known."""
     return (hashes % np.uint64(N_SLOTS)).astype(np.int64)

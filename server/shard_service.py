@@ -34,13 +34,13 @@ from cdpcore.durability import RecoveryReport, ShardDurability
 from cdpcore.errors import BatchError, FailedPrecondition, SegmentNotFound, Unavailable
 from cdpcore.ids import EncodedIds
 from cdpcore.membership import DEFAULT_RETAINED, ChangeLog, SegmentWatch, export_batches
-from cdpcore.migration import Capture, WriteOp, slot_mask
+from cdpcore.migration import Capture, WriteOp
 from cdpcore.query import aggregate
 from cdpcore.query.ir import Select
 from cdpcore.query.reduce import Partial
 from cdpcore.schema import Schema
 from cdpcore.shard import Shard
-from cdpcore.slots import N_SLOTS, slots_of_hashes
+from cdpcore.slots import N_SLOTS, slot_mask, slots_of_hashes
 from server import codec
 from server.pb.cdp.v1 import profile_store_pb2 as ps
 from server.pb.cdp.v1 import shard_pb2 as pb

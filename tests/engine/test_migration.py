@@ -17,7 +17,7 @@ import numpy as np
 
 from cdpcore import Store
 from cdpcore.membership import ChangeLog
-from cdpcore.migration import slot_mask
+from cdpcore.slots import slot_mask
 from cdpcore.shard import Shard
 from cdpcore.slots import slot_of
 
