@@ -34,7 +34,6 @@ from .ids import decode_ids
 from .query.candidates import CandidateRows
 from .query.event_values import Window
 from .query.executor import Evaluator
-from .query.rowset import RowSet
 from .query.row_events import widest, windows_read
 from .query.scratch import Scratch
 from .segments import SegmentDef
@@ -354,7 +353,7 @@ class Memberships:
         that moved anywhere (`moved`, a mask over `rows`) are taken once, and each
         segment's enters and exits (indices into `rows`) refer to them (`BatchIds`)."""
         if moves and shard.foreign:   # foreign rows change silently (cdpcore.migration)
-            visible = ~RowSet(shard.n_rows, bm=shard.foreign).contains(rows)
+            visible = ~shard.is_foreign(rows)
             moved = moved & visible
             moves = [(n, e[visible[e]], l[visible[l]]) for n, e, l in moves]
             moves = [m for m in moves if len(m[1]) or len(m[2])]
@@ -372,7 +371,7 @@ class Memberships:
                   entered: bool) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and shard.foreign:  # foreign rows change silently (cdpcore.migration)
-            rows = rows[~RowSet(shard.n_rows, bm=shard.foreign).contains(rows)]
+            rows = rows[~shard.is_foreign(rows)]
         if len(rows):
             self.log.append(name, shard.index.ids_of(rows), entered)
 

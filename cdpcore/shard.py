@@ -14,7 +14,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from .arrays import distinct, last_occurrence
-from .bitmap_index import bitmap_of
+from .bitmap_index import bitmap_of, rows_of
 from .coerce import FieldBatch
 from .events import EventStore
 from .membership import ChangeLog, Memberships
@@ -208,6 +208,12 @@ class Shard:
 
     def _unlocked_owns(self, rows: np.ndarray) -> np.ndarray:
         return self.owned[slots_of_hashes(self.index.hashes[rows])]
+
+    def is_foreign(self, rows: np.ndarray) -> np.ndarray:
+        """Per row (distinct): does it belong to a slot this shard does not own."""
+        if not self.foreign:
+            return np.zeros(len(rows), dtype=bool)
+        return np.isin(rows, rows_of(self.foreign & bitmap_of(rows)), assume_unique=True)
 
     def visible(self, members: BitMap) -> BitMap:
         """`members` without foreign rows (what a segment's size and exports count)."""
